@@ -1,0 +1,240 @@
+#include "lp_engine.h"
+
+#include <string.h>
+
+#include "lp_alloc.h"
+#include "lp_error.h"
+
+void lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg) {
+  memset(e, 0, sizeof(*e));
+  lp_table_init(&e->table);
+  lp_map_init(&e->parked);
+  e->clock = clock;
+  e->clock_arg = clock_arg;
+}
+
+void lp_engine_close(lp_engine_t *e) {
+  lp_thread_t *th, *next;
+  for (th = e->threads; th != NULL; th = next) {
+    next = th->next;
+    lp__free(th->stack);
+    lp__free(th);
+  }
+  lp__free(e->pool);
+  lp_map_close(&e->parked);
+  lp_table_close(&e->table);
+  lp_engine_init(e, e->clock, e->clock_arg);
+}
+
+int lp_engine_thread_new(lp_engine_t *e, uint64_t id, lp_thread_t **out) {
+  lp_thread_t *th = lp__calloc(1, sizeof(*th));
+  if (th == NULL)
+    return LP_ENOMEM;
+  th->id = id;
+  th->next = e->threads;
+  e->threads = th;
+  *out = th;
+  return 0;
+}
+
+static int push(lp_thread_t *th, const lp_frame_t *fr) {
+  if (th->depth == th->cap) {
+    uint32_t cap = th->cap ? th->cap * 2 : 32;
+    lp_frame_t *ns = lp__realloc(th->stack, cap * sizeof(*ns));
+    if (ns == NULL)
+      return LP_ENOMEM;
+    th->stack = ns;
+    th->cap = cap;
+  }
+  th->stack[th->depth++] = *fr;
+  return 0;
+}
+
+int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
+                    uintptr_t ident, uint64_t t) {
+  lp_frame_t fr;
+  (void)e;
+  fr.func = func;
+  fr.ident = ident;
+  fr.user = 0;
+  fr.mark = t;
+  fr.stretch = t;
+  fr.lineno = 0;
+  fr.state = LP_FRAME_RUNNING;
+  return push(th, &fr);
+}
+
+/* Returns a free pool slot, or UINT32_MAX when the pool cannot grow. */
+static uint32_t pool_take(lp_engine_t *e) {
+  uint32_t i;
+  if (e->pool_free != 0) {
+    i = e->pool_free - 1;
+    e->pool_free = (uint32_t)e->pool[i].ident;
+    return i;
+  }
+  if (e->pool_len == e->pool_cap) {
+    uint32_t cap = e->pool_cap ? e->pool_cap * 2 : 64;
+    lp_frame_t *np = lp__realloc(e->pool, cap * sizeof(*np));
+    if (np == NULL)
+      return UINT32_MAX;
+    e->pool = np;
+    e->pool_cap = cap;
+  }
+  return e->pool_len++;
+}
+
+static void pool_give(lp_engine_t *e, uint32_t i) {
+  e->pool[i].func = NULL;
+  e->pool[i].ident = e->pool_free;
+  e->pool_free = i + 1;
+}
+
+/* Ends the suspension of a parked frame at t. */
+static void end_suspension(lp_frame_t *fr, uint64_t t) {
+  lp_line_t *ln;
+  if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)) != NULL)
+    ln->await += t - fr->mark;
+  fr->mark = t;
+}
+
+int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
+                   uintptr_t *user_out) {
+  uintptr_t v;
+  if (key == 0 || !lp_map_get(&e->parked, key, &v))
+    return 0;
+  end_suspension(&e->pool[v], t);
+  *user_out = e->pool[v].user;
+  lp_map_del(&e->parked, key);
+  pool_give(e, (uint32_t)v);
+  e->nparked--;
+  return 1;
+}
+
+int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
+                    uint64_t t, uintptr_t *user_out) {
+  lp_frame_t *fr = lp_engine_top(th);
+  uintptr_t old_user;
+  uint32_t slot;
+  int err;
+  *user_out = 0;
+  if (fr == NULL || key == 0)
+    return LP_EINVAL;
+  lp__frame_close(fr, t);
+  fr->state = LP_FRAME_SUSPENDED;
+  fr->mark = t;
+  /* A stale frame under the same key: its owner died unseen. */
+  if (lp_engine_drop(e, key, t, &old_user))
+    *user_out = old_user;
+  slot = pool_take(e);
+  if (slot == UINT32_MAX ||
+      (err = lp_map_put(&e->parked, key, slot)) != 0) {
+    if (slot != UINT32_MAX)
+      pool_give(e, slot);
+    if (*user_out == 0)
+      *user_out = fr->user;
+    th->depth--;
+    return LP_ENOMEM;
+  }
+  e->pool[slot] = *fr;
+  e->nparked++;
+  th->depth--;
+  return 0;
+}
+
+int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
+                     lp_func_t *func, uintptr_t ident, int32_t lineno,
+                     uint64_t t) {
+  uintptr_t v;
+  lp_frame_t fr;
+  int err;
+  if (key != 0 && lp_map_get(&e->parked, key, &v)) {
+    fr = e->pool[v];
+    end_suspension(&fr, t);
+    fr.ident = ident;
+    fr.stretch = t;
+    fr.state = LP_FRAME_RUNNING;
+    if ((err = push(th, &fr)) != 0)
+      return err;
+    lp_map_del(&e->parked, key);
+    pool_give(e, (uint32_t)v);
+    e->nparked--;
+    return 1;
+  }
+  fr.func = func;
+  fr.ident = ident;
+  fr.user = 0;
+  fr.mark = t;
+  fr.stretch = t;
+  fr.lineno = 0;
+  fr.state = LP_FRAME_RUNNING;
+  /* Adopted at its current line; no hit: the line started unseen. */
+  if (lineno > 0 && lp_func_line_grow(func, lineno) != NULL)
+    fr.lineno = lineno;
+  if ((err = push(th, &fr)) != 0)
+    return err;
+  return 0;
+}
+
+uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
+  lp_frame_t *fr = lp_engine_top(th);
+  (void)e;
+  if (fr == NULL)
+    return 0;
+  lp__frame_close(fr, t);
+  th->depth--;
+  return fr->user;
+}
+
+uintptr_t lp_engine_unwind(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
+  return lp_engine_return(e, th, t);
+}
+
+void lp_engine_settle(lp_engine_t *e, uint64_t t) {
+  lp_thread_t *th;
+  uint32_t i;
+  for (th = e->threads; th != NULL; th = th->next) {
+    for (i = 0; i < th->depth; i++) {
+      lp_frame_t *fr = &th->stack[i];
+      lp_line_t *ln;
+      if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno))) {
+        ln->time += t - fr->mark;
+        if (t - fr->stretch > ln->max)
+          ln->max = t - fr->stretch;
+      }
+      fr->mark = t;
+    }
+  }
+  for (i = 0; i < e->pool_len; i++)
+    if (e->pool[i].func != NULL)
+      end_suspension(&e->pool[i], t);
+}
+
+void lp_engine_detach(lp_engine_t *e, uint64_t t, void (*cb)(uintptr_t)) {
+  lp_thread_t *th;
+  for (th = e->threads; th != NULL; th = th->next) {
+    while (th->depth > 0) {
+      uintptr_t user = lp_engine_return(e, th, t);
+      if (user != 0 && cb != NULL)
+        cb(user);
+    }
+  }
+}
+
+void lp_engine_each_user(lp_engine_t *e, void (*cb)(uintptr_t)) {
+  lp_thread_t *th;
+  uint32_t i;
+  for (th = e->threads; th != NULL; th = th->next) {
+    for (i = 0; i < th->depth; i++) {
+      if (th->stack[i].user != 0) {
+        cb(th->stack[i].user);
+        th->stack[i].user = 0;
+      }
+    }
+  }
+  for (i = 0; i < e->pool_len; i++) {
+    if (e->pool[i].func != NULL && e->pool[i].user != 0) {
+      cb(e->pool[i].user);
+      e->pool[i].user = 0;
+    }
+  }
+}

@@ -1,0 +1,158 @@
+/* lp_engine.h - per-frame attribution of time to lines.
+ *
+ * The hook backends translate CPython's events into six engine calls:
+ * start, line, yield, resume, return and unwind, each with a timestamp.
+ * The engine keeps one record per live profiled frame: running frames on
+ * their thread's stack, suspended ones parked under a key that the backend
+ * chooses (the generator object's address). It charges
+ *   - active time to the line a frame is executing, from a line event or
+ *     resume to the next line event, suspension, return or unwind;
+ *   - await time to the line a frame is suspended at, from yield to resume
+ *     (or to lp_engine_drop when the suspended frame is destroyed).
+ * The semantics are written out in docs/semantics.md.
+ *
+ * Thread contract: every call on one engine is serialized by the caller
+ * (the GIL). Nothing is allocated per line event; the stacks, the parked
+ * pool and the line arrays grow geometrically and report LP_ENOMEM. */
+#ifndef LP_ENGINE_H
+#define LP_ENGINE_H
+
+#include <stdint.h>
+
+#include "lp_clock.h"
+#include "lp_map.h"
+#include "lp_table.h"
+
+enum { LP_FRAME_RUNNING = 1, LP_FRAME_SUSPENDED = 2 };
+
+typedef struct lp_frame_s {
+  lp_func_t *func;
+  uintptr_t ident;  /* the backend's identity of the running frame */
+  uintptr_t user;   /* the backend's, carried across suspension */
+  uint64_t mark;    /* time is accounted up to here */
+  uint64_t stretch; /* start of the current uninterrupted active stretch */
+  int32_t lineno;   /* current line; 0 before the first line event */
+  uint32_t state;
+} lp_frame_t;
+
+typedef struct lp_thread_s {
+  lp_frame_t *stack; /* running profiled frames, innermost last */
+  uint32_t depth;
+  uint32_t cap;
+  uint64_t id;       /* the backend's thread id */
+  struct lp_thread_s *next;
+} lp_thread_t;
+
+typedef struct lp_engine_s {
+  lp_table_t table;
+  lp_clock_cb clock;
+  void *clock_arg;
+  lp_thread_t *threads;
+  lp_map_t parked;    /* key -> index into pool */
+  lp_frame_t *pool;   /* parked frames; free slots are chained through ident */
+  uint32_t pool_len;
+  uint32_t pool_cap;
+  uint32_t pool_free; /* index + 1 of the first free slot; 0: none */
+  uint32_t nparked;
+} lp_engine_t;
+
+/* Initializes an engine with an empty table. clock and clock_arg give the
+ * time source (lp_clock_monotonic in production). Allocates nothing. */
+void lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg);
+
+/* Frees threads, parked frames and the table. user values of live frames
+ * are dropped without notice: release them first (lp_engine_each_user). */
+void lp_engine_close(lp_engine_t *e);
+
+static inline uint64_t lp_engine_now(const lp_engine_t *e) {
+  return e->clock(e->clock_arg);
+}
+
+/* Creates a thread record (empty stack) and stores it in *out. It lives
+ * until lp_engine_close. Returns 0 or LP_ENOMEM. */
+int lp_engine_thread_new(lp_engine_t *e, uint64_t id, lp_thread_t **out);
+
+static inline lp_frame_t *lp_engine_top(lp_thread_t *th) {
+  return th->depth ? &th->stack[th->depth - 1] : 0;
+}
+
+/* Pushes a new running frame of func. The frame has no line until the
+ * first lp_engine_line. Returns 0 or LP_ENOMEM (nothing pushed). */
+int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
+                    uintptr_t ident, uint64_t t);
+
+/* Ends the current stretch at t: its time goes to the current line. */
+static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
+  lp_line_t *ln;
+  if (fr->lineno == 0 || (ln = lp_func_line(fr->func, fr->lineno)) == 0)
+    return;
+  ln->time += t - fr->mark;
+  if (t - fr->stretch > ln->max)
+    ln->max = t - fr->stretch;
+}
+
+/* A line event: the running frame fr starts executing lineno at t.
+ * Returns 0, or LP_ENOMEM / LP_EINVAL when the line array cannot grow to
+ * lineno (the event is then not counted). */
+static inline int lp_engine_line(lp_frame_t *fr, int32_t lineno, uint64_t t) {
+  lp_line_t *ln = lp_func_line(fr->func, lineno);
+  if (ln == 0) {
+    int err = lp_func_reserve(fr->func, lineno, &ln);
+    if (err)
+      return err;
+  }
+  lp__frame_close(fr, t);
+  ln->hits++;
+  fr->lineno = lineno;
+  fr->mark = t;
+  fr->stretch = t;
+  return 0;
+}
+
+/* The top frame of th suspends at t (yield or await). It leaves the stack
+ * and is parked under key (nonzero, unique among parked frames; a frame
+ * already parked under key is replaced, its suspension ended at t).
+ * Returns 0, LP_EINVAL (empty stack or key 0) or LP_ENOMEM (the frame is
+ * popped and forgotten: its user value is stored in *user_out, or 0). */
+int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
+                    uint64_t t, uintptr_t *user_out);
+
+/* A frame of func resumes at t on th (send, next, or throw). If a frame is
+ * parked under key, its await time up to t goes to the line it suspended
+ * at and it is pushed back, with ident replaced. Otherwise (profiling was
+ * enabled while it was suspended) a new frame is adopted at lineno, without
+ * a hit. Returns 1 (unparked), 0 (adopted) or LP_ENOMEM (nothing pushed;
+ * a parked frame stays parked). */
+int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
+                     lp_func_t *func, uintptr_t ident, int32_t lineno,
+                     uint64_t t);
+
+/* The top frame of th returns at t. Its last stretch goes to its line and
+ * it is popped. Returns the frame's user value (0 if none or if the stack
+ * was empty). */
+uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t);
+
+/* The top frame of th exits by an exception at t: accounted as a return. */
+uintptr_t lp_engine_unwind(lp_engine_t *e, lp_thread_t *th, uint64_t t);
+
+/* The frame parked under key was destroyed while suspended: its
+ * suspension ends at t. Returns 1 and its user value in *user_out, or 0 if
+ * nothing is parked under key. */
+int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
+                   uintptr_t *user_out);
+
+/* Counts the open time of every live frame up to t: running lines get
+ * their active time, suspended lines their await time. Later accounting is
+ * not disturbed: the stretch a Max is measured over goes on. */
+void lp_engine_settle(lp_engine_t *e, uint64_t t);
+
+/* Ends every running frame of every thread at t, as if it returned (used
+ * when profiling is switched off). Parked frames stay parked. cb, if not
+ * NULL, is called with each popped frame's nonzero user value. */
+void lp_engine_detach(lp_engine_t *e, uint64_t t, void (*cb)(uintptr_t user));
+
+/* Calls cb with the user value of every live frame that has one, running
+ * or parked, and clears it. */
+void lp_engine_each_user(lp_engine_t *e, void (*cb)(uintptr_t user));
+
+#endif

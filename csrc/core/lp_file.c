@@ -1,0 +1,476 @@
+#include "lp_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lp_alloc.h"
+#include "lp_error.h"
+
+static const uint8_t magic[8] = {0x89, 'L', 'P', 'R', 'O', 'F', '\r', '\n'};
+
+#define TAG(a, b, c, d)                                                      \
+  ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |               \
+   (uint32_t)(d) << 24)
+#define TAG_META TAG('M', 'E', 'T', 'A')
+#define TAG_FUNC TAG('F', 'U', 'N', 'C')
+#define LINE_RECORD_SIZE 36 /* i32 lineno + 4 x u64 */
+#define MAX_STRING (1u << 20)
+
+/* ---- CRC-32 ---- */
+
+uint32_t lp_crc32(const void *data, size_t len) {
+  static uint32_t table[256];
+  static int ready;
+  const uint8_t *p = data;
+  uint32_t crc = 0xFFFFFFFFu;
+  size_t i;
+  if (!ready) {
+    uint32_t n, k, c;
+    for (n = 0; n < 256; n++) {
+      for (c = n, k = 0; k < 8; k++)
+        c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[n] = c;
+    }
+    ready = 1;
+  }
+  for (i = 0; i < len; i++)
+    crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+/* ---- meta ---- */
+
+int lp_meta_add(lp_meta_t *meta, const char *key, const char *val) {
+  char **nk, **nv, *k, *v;
+  nk = lp__realloc(meta->keys, (meta->count + 1) * sizeof(*nk));
+  if (nk == NULL)
+    return LP_ENOMEM;
+  meta->keys = nk;
+  nv = lp__realloc(meta->vals, (meta->count + 1) * sizeof(*nv));
+  if (nv == NULL)
+    return LP_ENOMEM;
+  meta->vals = nv;
+  k = lp__strdup(key);
+  v = lp__strdup(val);
+  if (k == NULL || v == NULL) {
+    lp__free(k);
+    lp__free(v);
+    return LP_ENOMEM;
+  }
+  nk[meta->count] = k;
+  nv[meta->count] = v;
+  meta->count++;
+  return 0;
+}
+
+void lp_meta_close(lp_meta_t *meta) {
+  uint32_t i;
+  for (i = 0; i < meta->count; i++) {
+    lp__free(meta->keys[i]);
+    lp__free(meta->vals[i]);
+  }
+  lp__free(meta->keys);
+  lp__free(meta->vals);
+  memset(meta, 0, sizeof(*meta));
+}
+
+/* ---- encoding ---- */
+
+static uint8_t *buf_grab(lp_buf_t *b, size_t n) {
+  uint8_t *p;
+  if (b->err)
+    return NULL;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
+      cap *= 2;
+    p = lp__realloc(b->data, cap);
+    if (p == NULL) {
+      b->err = LP_ENOMEM;
+      return NULL;
+    }
+    b->data = p;
+    b->cap = cap;
+  }
+  p = b->data + b->len;
+  b->len += n;
+  return p;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+  put32(p, (uint32_t)v);
+  put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static void emit32(lp_buf_t *b, uint32_t v) {
+  uint8_t *p = buf_grab(b, 4);
+  if (p)
+    put32(p, v);
+}
+
+static void emit64(lp_buf_t *b, uint64_t v) {
+  uint8_t *p = buf_grab(b, 8);
+  if (p)
+    put64(p, v);
+}
+
+static void emit_str(lp_buf_t *b, const char *s) {
+  size_t n = strlen(s);
+  uint8_t *p;
+  if (n > MAX_STRING)
+    n = MAX_STRING;
+  emit32(b, (uint32_t)n);
+  if ((p = buf_grab(b, n)) != NULL)
+    memcpy(p, s, n);
+}
+
+/* Starts a section; returns the offset of its length field. */
+static size_t section_open(lp_buf_t *b, uint32_t tag) {
+  emit32(b, tag);
+  emit64(b, 0);
+  return b->len - 8;
+}
+
+static void section_close(lp_buf_t *b, size_t at) {
+  if (!b->err)
+    put64(b->data + at, b->len - at - 8);
+}
+
+static int line_used(const lp_line_t *ln) {
+  return ln->hits != 0 || ln->time != 0 || ln->await != 0;
+}
+
+int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
+                   lp_buf_t *b) {
+  size_t at;
+  uint32_t i, j, used;
+  uint8_t *hdr = buf_grab(b, LP_FILE_HEADER_SIZE);
+  if (hdr)
+    memset(hdr, 0, LP_FILE_HEADER_SIZE);
+  if (meta != NULL && meta->count > 0) {
+    at = section_open(b, TAG_META);
+    emit32(b, meta->count);
+    for (i = 0; i < meta->count; i++) {
+      emit_str(b, meta->keys[i]);
+      emit_str(b, meta->vals[i]);
+    }
+    section_close(b, at);
+  }
+  for (i = 0; i < table->nfuncs; i++) {
+    const lp_func_t *f = table->funcs[i];
+    at = section_open(b, TAG_FUNC);
+    emit_str(b, f->file);
+    emit_str(b, f->name);
+    emit32(b, (uint32_t)f->firstlineno);
+    emit32(b, (uint32_t)f->kind);
+    emit32(b, (uint32_t)f->base);
+    emit32(b, f->nlines);
+    for (used = 0, j = 0; j < f->nlines; j++)
+      used += line_used(&f->lines[j]);
+    emit32(b, used);
+    for (j = 0; j < f->nlines; j++) {
+      const lp_line_t *ln = &f->lines[j];
+      uint8_t *p;
+      if (!line_used(ln) || (p = buf_grab(b, LINE_RECORD_SIZE)) == NULL)
+        continue;
+      put32(p, (uint32_t)(f->base + (int32_t)j));
+      put64(p + 4, ln->hits);
+      put64(p + 12, ln->time);
+      put64(p + 20, ln->await);
+      put64(p + 28, ln->max);
+    }
+    section_close(b, at);
+  }
+  if (b->err)
+    return b->err;
+  hdr = b->data;
+  memcpy(hdr, magic, sizeof(magic));
+  put32(hdr + 8, LP_FILE_VERSION);
+  put32(hdr + 12, LP_FILE_HEADER_SIZE);
+  put64(hdr + 16, b->len - LP_FILE_HEADER_SIZE);
+  put32(hdr + 24, lp_crc32(b->data + LP_FILE_HEADER_SIZE,
+                           b->len - LP_FILE_HEADER_SIZE));
+  put32(hdr + 28, 0);
+  return 0;
+}
+
+int lp_file_write_buf(const char *path, const lp_buf_t *buf) {
+  size_t n = strlen(path), off = 0;
+  char *tmp = lp__malloc(n + 32);
+  int fd, saved;
+  if (tmp == NULL) {
+    errno = ENOMEM;
+    return LP_EIO;
+  }
+  snprintf(tmp, n + 32, "%s.tmp-%ld", path, (long)getpid());
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    goto fail_nofd;
+  while (off < buf->len) {
+    ssize_t w = write(fd, buf->data + off, buf->len - off);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      goto fail;
+    }
+    off += (size_t)w;
+  }
+  if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+    goto fail;
+  if (close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  fd = -1;
+  if (rename(tmp, path) != 0)
+    goto fail;
+  lp__free(tmp);
+  return 0;
+fail:
+  saved = errno;
+  if (fd >= 0)
+    close(fd);
+  unlink(tmp);
+  errno = saved;
+fail_nofd:
+  saved = errno;
+  lp__free(tmp);
+  errno = saved;
+  return LP_EIO;
+}
+
+int lp_file_write(const char *path, const lp_table_t *table,
+                  const lp_meta_t *meta) {
+  lp_buf_t b = {0};
+  int err = lp_file_encode(table, meta, &b);
+  if (err == 0)
+    err = lp_file_write_buf(path, &b);
+  lp__free(b.data);
+  return err;
+}
+
+/* ---- decoding ---- */
+
+typedef struct {
+  const uint8_t *p;
+  size_t left;
+} reader_t;
+
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p) {
+  return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int take32(reader_t *r, uint32_t *v) {
+  if (r->left < 4)
+    return LP_EFORMAT;
+  *v = get32(r->p);
+  r->p += 4;
+  r->left -= 4;
+  return 0;
+}
+
+static int take64(reader_t *r, uint64_t *v) {
+  if (r->left < 8)
+    return LP_EFORMAT;
+  *v = get64(r->p);
+  r->p += 8;
+  r->left -= 8;
+  return 0;
+}
+
+/* Reads a length-prefixed string into a new NUL-terminated copy. */
+static int take_str(reader_t *r, char **out) {
+  uint32_t n;
+  char *s;
+  if (take32(r, &n) != 0 || n > r->left || n > MAX_STRING)
+    return LP_EFORMAT;
+  if (memchr(r->p, 0, n) != NULL)
+    return LP_EFORMAT;
+  s = lp__malloc((size_t)n + 1);
+  if (s == NULL)
+    return LP_ENOMEM;
+  memcpy(s, r->p, n);
+  s[n] = 0;
+  r->p += n;
+  r->left -= n;
+  *out = s;
+  return 0;
+}
+
+static int parse_meta(reader_t *r, lp_meta_t *meta) {
+  uint32_t count, i;
+  int err;
+  if ((err = take32(r, &count)) != 0)
+    return err;
+  for (i = 0; i < count; i++) {
+    char *k = NULL, *v = NULL;
+    if ((err = take_str(r, &k)) == 0 && (err = take_str(r, &v)) == 0)
+      err = lp_meta_add(meta, k, v);
+    lp__free(k);
+    lp__free(v);
+    if (err)
+      return err;
+  }
+  return r->left == 0 ? 0 : LP_EFORMAT;
+}
+
+static int parse_func(reader_t *r, lp_table_t *t) {
+  char *file = NULL, *name = NULL;
+  uint32_t firstlineno, kind, base, nlines, used, i;
+  lp_func_t *f;
+  int err;
+  if ((err = take_str(r, &file)) != 0 || (err = take_str(r, &name)) != 0)
+    goto out;
+  err = LP_EFORMAT;
+  if (take32(r, &firstlineno) || take32(r, &kind) || take32(r, &base) ||
+      take32(r, &nlines) || take32(r, &used))
+    goto out;
+  if (kind > LP_KIND_MAX || (int32_t)base < 1 || nlines == 0 ||
+      used > nlines || (uint64_t)used * LINE_RECORD_SIZE != r->left)
+    goto out;
+  if ((int64_t)(int32_t)base + nlines - 1 > INT32_MAX)
+    goto out;
+  err = lp_table_add(t, 0, file, name, (int32_t)firstlineno, (int32_t)base,
+                     (int32_t)(base + nlines - 1), (lp_kind_t)kind, &f);
+  if (err) {
+    if (err == LP_EINVAL)
+      err = LP_EFORMAT;
+    goto out;
+  }
+  for (i = 0; i < used; i++) {
+    const uint8_t *p = r->p + (size_t)i * LINE_RECORD_SIZE;
+    lp_line_t *ln = lp_func_line(f, (int32_t)get32(p));
+    if (ln == NULL || line_used(ln)) {
+      err = LP_EFORMAT; /* out of range or a duplicate line */
+      goto out;
+    }
+    ln->hits = get64(p + 4);
+    ln->time = get64(p + 12);
+    ln->await = get64(p + 20);
+    ln->max = get64(p + 28);
+  }
+  r->left = 0;
+  err = 0;
+out:
+  lp__free(file);
+  lp__free(name);
+  return err;
+}
+
+int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
+  const uint8_t *d = data;
+  uint64_t paylen;
+  reader_t r;
+  memset(out, 0, sizeof(*out));
+  lp_table_init(&out->table);
+  if (len < sizeof(magic))
+    return memcmp(d, magic, len) == 0 ? LP_ETRUNC : LP_EBADMAGIC;
+  if (memcmp(d, magic, sizeof(magic)) != 0)
+    return LP_EBADMAGIC;
+  if (len < LP_FILE_HEADER_SIZE)
+    return LP_ETRUNC;
+  out->version = get32(d + 8);
+  if (out->version > LP_FILE_VERSION)
+    return LP_EVERSION;
+  if (out->version == 0 || get32(d + 12) != LP_FILE_HEADER_SIZE)
+    return LP_EFORMAT;
+  paylen = get64(d + 16);
+  if (paylen > len - LP_FILE_HEADER_SIZE)
+    return LP_ETRUNC;
+  if (paylen < len - LP_FILE_HEADER_SIZE)
+    return LP_EFORMAT; /* trailing bytes */
+  if (lp_crc32(d + LP_FILE_HEADER_SIZE, (size_t)paylen) != get32(d + 24))
+    return LP_ECORRUPT;
+  r.p = d + LP_FILE_HEADER_SIZE;
+  r.left = (size_t)paylen;
+  while (r.left > 0) {
+    uint32_t tag;
+    uint64_t slen;
+    reader_t s;
+    int err;
+    if (take32(&r, &tag) || take64(&r, &slen) || slen > r.left)
+      return LP_EFORMAT;
+    s.p = r.p;
+    s.left = (size_t)slen;
+    r.p += slen;
+    r.left -= (size_t)slen;
+    if (tag == TAG_META)
+      err = parse_meta(&s, &out->meta);
+    else if (tag == TAG_FUNC)
+      err = parse_func(&s, &out->table);
+    else
+      err = 0; /* a section from a later minor revision: skip it */
+    if (err)
+      return err;
+  }
+  return 0;
+}
+
+int lp_file_read(const char *path, lp_profile_t *out) {
+  struct stat st;
+  uint8_t *data;
+  size_t off = 0;
+  int fd, err, saved;
+  memset(out, 0, sizeof(*out));
+  lp_table_init(&out->table);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return LP_EIO;
+  if (fstat(fd, &st) != 0) {
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return LP_EIO;
+  }
+  if (S_ISDIR(st.st_mode) || !S_ISREG(st.st_mode) ||
+      (uint64_t)st.st_size > LP_FILE_MAX_SIZE) {
+    close(fd);
+    errno = S_ISDIR(st.st_mode) ? EISDIR : S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+    return LP_EIO;
+  }
+  data = lp__malloc((size_t)st.st_size);
+  if (data == NULL) {
+    close(fd);
+    return LP_ENOMEM;
+  }
+  while (off < (size_t)st.st_size) {
+    ssize_t n = read(fd, data + off, (size_t)st.st_size - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      if (n == 0)
+        break; /* shrank while reading: parse what we have */
+      saved = errno;
+      close(fd);
+      lp__free(data);
+      errno = saved;
+      return LP_EIO;
+    }
+    off += (size_t)n;
+  }
+  close(fd);
+  err = lp_file_parse(data, off, out);
+  lp__free(data);
+  return err;
+}
+
+void lp_profile_close(lp_profile_t *p) {
+  lp_table_close(&p->table);
+  lp_meta_close(&p->meta);
+}

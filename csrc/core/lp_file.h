@@ -1,0 +1,82 @@
+/* lp_file.h - the .lprof file: writer and reader. The format is described
+ * in docs/format.md: a 32-byte header (magic, version, payload length,
+ * CRC-32 of the payload) followed by tagged sections; unknown sections are
+ * skipped, so version 1 can gain sections without breaking old readers.
+ *
+ * Thread contract: the functions here share no state. Writing a table
+ * reads its counters; the caller makes sure no one writes them meanwhile
+ * (the GIL today). */
+#ifndef LP_FILE_H
+#define LP_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_table.h"
+
+#define LP_FILE_VERSION 1
+#define LP_FILE_HEADER_SIZE 32
+#define LP_FILE_MAX_SIZE ((size_t)1 << 31)
+
+/* String key/value pairs written in the META section. */
+typedef struct lp_meta_s {
+  char **keys;
+  char **vals;
+  uint32_t count;
+} lp_meta_t;
+
+/* A profile read back from a file. */
+typedef struct lp_profile_s {
+  lp_table_t table;
+  lp_meta_t meta;
+  uint32_t version;
+} lp_profile_t;
+
+/* A growable byte buffer. */
+typedef struct lp_buf_s {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+  int err; /* sticky: LP_ENOMEM once an append failed */
+} lp_buf_t;
+
+/* Returns the CRC-32 (IEEE 802.3, as zlib computes it) of len bytes. */
+uint32_t lp_crc32(const void *data, size_t len);
+
+/* Adds a pair to meta (copies both strings). Returns 0 or LP_ENOMEM (meta
+ * unchanged). */
+int lp_meta_add(lp_meta_t *meta, const char *key, const char *val);
+
+/* Frees meta's strings and arrays; meta is empty afterwards. */
+void lp_meta_close(lp_meta_t *meta);
+
+/* Serializes table and meta (meta may be NULL) into buf, which the caller
+ * initializes to zeros and frees with lp__free(buf->data). Lines whose hits,
+ * time and await are all zero are left out. Returns 0 or LP_ENOMEM. */
+int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
+                   lp_buf_t *buf);
+
+/* Writes an encoded profile to path atomically: to a temporary file in the
+ * same directory, flushed, then renamed over path. Returns 0, or LP_EIO
+ * with errno set (path is untouched; the temporary file is removed). */
+int lp_file_write_buf(const char *path, const lp_buf_t *buf);
+
+/* lp_file_encode then lp_file_write_buf. */
+int lp_file_write(const char *path, const lp_table_t *table,
+                  const lp_meta_t *meta);
+
+/* Parses len bytes into *out, which is initialized here; free it with
+ * lp_profile_close even on error. Returns 0, LP_EBADMAGIC, LP_EVERSION,
+ * LP_ETRUNC, LP_ECORRUPT, LP_EFORMAT or LP_ENOMEM. Never reads outside
+ * data[0, len). */
+int lp_file_parse(const void *data, size_t len, lp_profile_t *out);
+
+/* Reads and parses the file at path. Returns lp_file_parse's codes, or
+ * LP_EIO with errno set (EISDIR for a directory, EFBIG over
+ * LP_FILE_MAX_SIZE). */
+int lp_file_read(const char *path, lp_profile_t *out);
+
+/* Frees what lp_file_parse or lp_file_read stored. */
+void lp_profile_close(lp_profile_t *p);
+
+#endif
