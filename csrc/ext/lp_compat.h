@@ -1,0 +1,70 @@
+/* lp_compat.h - every CPython version ladder of the binding lives here.
+ * Only public or exported API and the public cpython/ structs are used. */
+#ifndef LP_COMPAT_H
+#define LP_COMPAT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define LP_BACKEND_MONITORING 1
+#define LP_BACKEND_NAME "monitoring"
+#else
+#define LP_BACKEND_SETTRACE 1
+#define LP_BACKEND_NAME "settrace"
+#endif
+
+#if PY_VERSION_HEX < 0x030900B1
+static inline PyCodeObject *PyFrame_GetCode(PyFrameObject *f) {
+  Py_INCREF(f->f_code);
+  return f->f_code;
+}
+#endif
+
+#ifdef LP_BACKEND_SETTRACE
+
+/* Returns the generator/coroutine running frame f (borrowed), or NULL. */
+static inline PyObject *lp_compat_frame_gen(PyFrameObject *f) {
+#if PY_VERSION_HEX >= 0x030B0000
+  PyObject *gen = PyFrame_GetGenerator(f);
+  Py_XDECREF(gen); /* the generator owns the running frame: stays alive */
+  return gen;
+#else
+  return f->f_gen;
+#endif
+}
+
+/* Returns 1 if the RETURN event just seen for f is a yield (f suspended),
+ * given its generator gen (may be NULL). */
+static inline int lp_compat_frame_suspended(PyFrameObject *f, PyObject *gen) {
+#if PY_VERSION_HEX >= 0x030B0000
+  (void)f;
+  /* -1 is FRAME_SUSPENDED in 3.11's enum _framestate; YIELD_VALUE sets it
+   * before the trace function sees the return. */
+  return gen != NULL && ((PyGenObject *)gen)->gi_frame_state == -1;
+#elif PY_VERSION_HEX >= 0x030A0000
+  (void)gen;
+  return f->f_state == FRAME_SUSPENDED;
+#else
+  (void)gen;
+  return f->f_stacktop != NULL;
+#endif
+}
+
+/* Stops line events for frame f. Returns 0, or -1 with an exception set. */
+static inline int lp_compat_no_line_events(PyFrameObject *f) {
+#if PY_VERSION_HEX >= 0x030B0000
+  static PyObject *attr;
+  if (attr == NULL && (attr = PyUnicode_InternFromString("f_trace_lines")) == NULL)
+    return -1;
+  return PyObject_SetAttr((PyObject *)f, attr, Py_False);
+#else
+  f->f_trace_lines = 0;
+  return 0;
+#endif
+}
+
+#endif /* LP_BACKEND_SETTRACE */
+
+#endif

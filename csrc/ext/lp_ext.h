@@ -1,0 +1,75 @@
+/* lp_ext.h - the Profiler object shared by the module and the two hook
+ * backends. Everything here runs with the GIL held. The hooks never raise:
+ * a failure sets a sticky error, stops recording and is reported by the
+ * Python-facing methods. */
+#ifndef LP_EXT_H
+#define LP_EXT_H
+
+#include "lp_compat.h"
+
+#include "lp_engine.h"
+#include "lp_error.h"
+
+#if defined(__GNUC__)
+#define LP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LP_LIKELY(x) (x)
+#define LP_UNLIKELY(x) (x)
+#endif
+
+typedef struct lp_profiler_s {
+  PyObject_HEAD
+  lp_engine_t eng;
+  uint64_t gen;        /* unique per object: validates the thread-local cache */
+  PyObject *codes;     /* list of registered code objects: pins them */
+  lp_map_t wr_keys;    /* weak reference -> key its frame is parked under */
+  PyObject *wr_cb;     /* the weakref callback, bound to this profiler */
+  PyObject *wr_dead;   /* last weak reference whose callback ran */
+  int enabled;         /* the hook is installed */
+  int recording;       /* enabled and no error: events are accounted */
+  int error;           /* sticky lp errno, 0 if none */
+  char errmsg[160];
+  /* sys.monitoring backend */
+  int tool_id;
+  PyObject *monitoring; /* the sys.monitoring module while enabled */
+} lp_profiler_t;
+
+/* Thread-local cache of the current thread's engine record. */
+typedef struct {
+  uint64_t gen;
+  lp_thread_t *th;
+} lp__tls_t;
+
+extern _Thread_local lp__tls_t lp__tls;
+
+/* Returns the calling thread's record, creating it on first use; NULL after
+ * a failure (recorded). */
+lp_thread_t *lp__thread_slow(lp_profiler_t *p);
+
+static inline lp_thread_t *lp__thread(lp_profiler_t *p) {
+  if (LP_LIKELY(lp__tls.gen == p->gen))
+    return lp__tls.th;
+  return lp__thread_slow(p);
+}
+
+/* Records an internal failure: sets the sticky error, stops recording,
+ * prints one warning line to stderr. Clears any Python exception. */
+void lp__fail(lp_profiler_t *p, int err, const char *where);
+
+/* Makes sure the top frame of th (a generator frame) holds a weak reference
+ * to gen, whose callback drops the frame if gen dies while suspended.
+ * Returns 0 or -1 (recorded). */
+int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen);
+
+/* Releases a user value handed back by the engine (a weak reference). */
+void lp__release_user(lp_profiler_t *p, uintptr_t user);
+
+/* Backend entry points, implemented by the backend compiled for this
+ * Python. Both return 0, or -1 with an exception set. */
+int lp__hook_install(lp_profiler_t *p);
+int lp__hook_remove(lp_profiler_t *p);
+/* Called after a code object is registered while enabled. */
+int lp__hook_add_code(lp_profiler_t *p, PyObject *code);
+
+#endif

@@ -1,0 +1,294 @@
+/* lp_hook_monitoring.c - the sys.monitoring backend (CPython 3.12+).
+ * Callbacks are METH_FASTCALL C functions bound to the profiler, under a
+ * tool id of our own. LINE, PY_START, PY_RESUME, PY_YIELD and PY_RETURN are
+ * local events, set only on profiled code objects; PY_UNWIND and PY_THROW
+ * can only be global, and return at once for code that is not ours. */
+#include "lp_ext.h"
+
+#ifdef LP_BACKEND_MONITORING
+
+#define LOCAL_EVENTS "PY_START", "PY_RESUME", "PY_YIELD", "PY_RETURN", "LINE"
+#define GLOBAL_EVENTS "PY_UNWIND", "PY_THROW"
+
+static PyObject *gen_of_current_frame(void) {
+  PyFrameObject *f = PyEval_GetFrame();
+  PyObject *gen;
+  if (f == NULL)
+    return NULL;
+  gen = PyFrame_GetGenerator(f);
+  Py_XDECREF(gen); /* the generator owns the running frame: stays alive */
+  return gen;
+}
+
+/* Each callback starts like this: the time first, then the thread. */
+#define ENTER(p, th, t)                                                      \
+  lp_profiler_t *p = (lp_profiler_t *)self;                                  \
+  lp_thread_t *th;                                                           \
+  uint64_t t;                                                                \
+  if (LP_UNLIKELY(!p->recording))                                            \
+    Py_RETURN_NONE;                                                          \
+  t = lp_engine_now(&p->eng);                                                \
+  if (LP_UNLIKELY((th = lp__thread(p)) == NULL))                             \
+    Py_RETURN_NONE;
+
+static PyObject *cb_line(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_frame_t *top = lp_engine_top(th);
+  int32_t lineno = (int32_t)PyLong_AsLong(args[1]);
+  int err;
+  (void)nargs;
+  if (LP_UNLIKELY(top == NULL || top->ident != (uintptr_t)args[0])) {
+    /* Running since before enable(): adopt it. */
+    lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
+    if (f == NULL)
+      Py_RETURN_NONE;
+    if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0) {
+      lp__fail(p, err, "line");
+      Py_RETURN_NONE;
+    }
+    top = lp_engine_top(th);
+  }
+  if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
+    lp__fail(p, err, "line");
+  Py_RETURN_NONE;
+}
+
+static PyObject *cb_start(PyObject *self, PyObject *const *args,
+                          Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
+  int err;
+  (void)nargs;
+  if (f != NULL &&
+      (err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0)
+    lp__fail(p, err, "start");
+  Py_RETURN_NONE;
+}
+
+/* PY_RESUME and PY_THROW: a generator frame continues. */
+static PyObject *cb_resume(PyObject *self, PyObject *const *args,
+                           Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
+  PyObject *gen;
+  uintptr_t slot;
+  int32_t lineno = 0;
+  int err;
+  (void)nargs;
+  if (f == NULL || f->kind == LP_KIND_FUNCTION ||
+      (gen = gen_of_current_frame()) == NULL)
+    Py_RETURN_NONE;
+  if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
+    int off = (int)PyLong_AsLong(args[1]);
+    lineno = PyCode_Addr2Line((PyCodeObject *)args[0], off);
+    PyErr_Clear();
+  }
+  err = lp_engine_resume(&p->eng, th, (uintptr_t)gen, f, (uintptr_t)args[0],
+                         lineno, t);
+  if (err < 0)
+    lp__fail(p, err, "resume");
+  Py_RETURN_NONE;
+}
+
+static PyObject *cb_yield(PyObject *self, PyObject *const *args,
+                          Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_frame_t *top = lp_engine_top(th);
+  PyObject *gen;
+  uintptr_t user;
+  int err;
+  (void)nargs;
+  if (top == NULL || top->ident != (uintptr_t)args[0] ||
+      (gen = gen_of_current_frame()) == NULL)
+    Py_RETURN_NONE;
+  if (lp__watch_gen(p, top, gen) != 0)
+    Py_RETURN_NONE;
+  err = lp_engine_yield(&p->eng, th, (uintptr_t)gen, t, &user);
+  lp__release_user(p, user);
+  if (err)
+    lp__fail(p, err, "yield");
+  Py_RETURN_NONE;
+}
+
+static PyObject *cb_return(PyObject *self, PyObject *const *args,
+                           Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_frame_t *top = lp_engine_top(th);
+  (void)nargs;
+  if (top != NULL && top->ident == (uintptr_t)args[0])
+    lp__release_user(p, lp_engine_return(&p->eng, th, t));
+  Py_RETURN_NONE;
+}
+
+static PyObject *cb_unwind(PyObject *self, PyObject *const *args,
+                           Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  lp_frame_t *top = lp_engine_top(th);
+  (void)nargs;
+  if (top != NULL && top->ident == (uintptr_t)args[0])
+    lp__release_user(p, lp_engine_unwind(&p->eng, th, t));
+  Py_RETURN_NONE;
+}
+
+typedef struct {
+  const char *event;
+  PyMethodDef def;
+} callback_t;
+
+#define CB(ev, fn)                                                           \
+  { ev, { "_" ev, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, NULL } }
+
+static callback_t callbacks[] = {
+    CB("PY_START", cb_start),   CB("PY_RESUME", cb_resume),
+    CB("PY_THROW", cb_resume),  CB("PY_YIELD", cb_yield),
+    CB("PY_RETURN", cb_return), CB("PY_UNWIND", cb_unwind),
+    CB("LINE", cb_line),
+};
+
+#define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
+
+/* Returns the bit of sys.monitoring.events.NAME, or -1 with an exception. */
+static long event_bit(PyObject *mon, const char *name) {
+  PyObject *events = PyObject_GetAttrString(mon, "events"), *v;
+  long bit;
+  if (events == NULL)
+    return -1;
+  v = PyObject_GetAttrString(events, name);
+  Py_DECREF(events);
+  if (v == NULL)
+    return -1;
+  bit = PyLong_AsLong(v);
+  Py_DECREF(v);
+  return bit;
+}
+
+static long event_mask(PyObject *mon, const char *const *names, size_t n) {
+  long mask = 0, bit;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if ((bit = event_bit(mon, names[i])) < 0)
+      return -1;
+    mask |= bit;
+  }
+  return mask;
+}
+
+static const char *const local_names[] = {LOCAL_EVENTS};
+static const char *const global_names[] = {GLOBAL_EVENTS};
+
+static int call(PyObject *mon, const char *method, const char *fmt, ...) {
+  va_list va;
+  PyObject *fn = PyObject_GetAttrString(mon, method), *args, *r;
+  if (fn == NULL)
+    return -1;
+  va_start(va, fmt);
+  args = Py_VaBuildValue(fmt, va);
+  va_end(va);
+  if (args == NULL) {
+    Py_DECREF(fn);
+    return -1;
+  }
+  r = PyObject_CallObject(fn, args);
+  Py_DECREF(fn);
+  Py_DECREF(args);
+  Py_XDECREF(r);
+  return r == NULL ? -1 : 0;
+}
+
+static int set_local(lp_profiler_t *p, PyObject *code, long mask) {
+  return call(p->monitoring, "set_local_events", "(iOl)", p->tool_id, code,
+              mask);
+}
+
+int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
+  long mask = event_mask(p->monitoring, local_names, 5);
+  return mask < 0 ? -1 : set_local(p, code, mask);
+}
+
+int lp__hook_install(lp_profiler_t *p) {
+  static const int candidates[] = {4, 3, 5, 1, 0};
+  PyObject *sys = PyImport_ImportModule("sys");
+  long local, global;
+  size_t i;
+  Py_ssize_t j;
+  if (sys == NULL)
+    return -1;
+  p->monitoring = PyObject_GetAttrString(sys, "monitoring");
+  Py_DECREF(sys);
+  if (p->monitoring == NULL)
+    return -1;
+  p->tool_id = -1;
+  for (i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+    if (call(p->monitoring, "use_tool_id", "(is)", candidates[i],
+             "lineprof") == 0) {
+      p->tool_id = candidates[i];
+      break;
+    }
+    PyErr_Clear();
+  }
+  if (p->tool_id < 0) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "lineprof: no free sys.monitoring tool id");
+    goto fail;
+  }
+  for (i = 0; i < NCALLBACKS; i++) {
+    PyObject *fn = PyCFunction_New(&callbacks[i].def, (PyObject *)p);
+    long bit = event_bit(p->monitoring, callbacks[i].event);
+    int rc;
+    if (fn == NULL || bit < 0) {
+      Py_XDECREF(fn);
+      goto fail;
+    }
+    rc = call(p->monitoring, "register_callback", "(ilO)", p->tool_id, bit,
+              fn);
+    Py_DECREF(fn);
+    if (rc != 0)
+      goto fail;
+  }
+  local = event_mask(p->monitoring, local_names, 5);
+  global = event_mask(p->monitoring, global_names, 2);
+  if (local < 0 || global < 0 ||
+      call(p->monitoring, "set_events", "(il)", p->tool_id, global) != 0)
+    goto fail;
+  for (j = 0; j < PyList_GET_SIZE(p->codes); j++)
+    if (set_local(p, PyList_GET_ITEM(p->codes, j), local) != 0)
+      goto fail;
+  return 0;
+fail:
+  if (p->tool_id >= 0) {
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb);
+    lp__hook_remove(p);
+    PyErr_Restore(exc_type, exc, tb);
+  }
+  Py_CLEAR(p->monitoring);
+  return -1;
+}
+
+int lp__hook_remove(lp_profiler_t *p) {
+  int rc = 0;
+  size_t i;
+  Py_ssize_t j;
+  if (p->monitoring == NULL || p->tool_id < 0)
+    return 0;
+  rc |= call(p->monitoring, "set_events", "(ii)", p->tool_id, 0);
+  for (j = 0; j < PyList_GET_SIZE(p->codes); j++)
+    rc |= set_local(p, PyList_GET_ITEM(p->codes, j), 0);
+  for (i = 0; i < NCALLBACKS; i++) {
+    long bit = event_bit(p->monitoring, callbacks[i].event);
+    rc |= bit < 0 ? -1
+                  : call(p->monitoring, "register_callback", "(ilO)",
+                         p->tool_id, bit, Py_None);
+  }
+  rc |= call(p->monitoring, "free_tool_id", "(i)", p->tool_id);
+  p->tool_id = -1;
+  Py_CLEAR(p->monitoring);
+  if (rc != 0) {
+    /* At interpreter shutdown sys.monitoring may be half torn down. */
+    PyErr_Clear();
+  }
+  return 0;
+}
+
+#endif /* LP_BACKEND_MONITORING */

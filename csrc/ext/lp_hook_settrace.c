@@ -1,0 +1,177 @@
+/* lp_hook_settrace.c - the legacy backend (CPython 3.8-3.11): a C trace
+ * function installed with PyEval_SetTrace. Frames of code that is not
+ * profiled get f_trace_lines turned off at their call event, so they send
+ * no line events. Threads started through threading after enable() install
+ * the hook from threading.settrace's first call. */
+#include "lp_ext.h"
+
+#ifdef LP_BACKEND_SETTRACE
+
+static lp_func_t *func_of(lp_profiler_t *p, PyFrameObject *frame) {
+  PyCodeObject *code = PyFrame_GetCode(frame);
+  lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)code);
+  Py_DECREF(code);
+  return f;
+}
+
+static void lines_off(lp_profiler_t *p, PyFrameObject *frame) {
+  if (lp_compat_no_line_events(frame) != 0)
+    lp__fail(p, LP_EINVAL, "turning off line events");
+}
+
+static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
+  lp_func_t *f = func_of(p, frame);
+  uint64_t t = lp_engine_now(&p->eng);
+  int err;
+  if (f == NULL) {
+    lines_off(p, frame);
+    return;
+  }
+  if (f->kind != LP_KIND_FUNCTION) {
+    PyObject *gen = lp_compat_frame_gen(frame);
+    uintptr_t key = gen != NULL ? (uintptr_t)gen : (uintptr_t)frame;
+    err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
+    if (err < 0)
+      lp__fail(p, err, "resume");
+    return;
+  }
+  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0)
+    lp__fail(p, err, "call");
+}
+
+static void on_return(lp_profiler_t *p, lp_thread_t *th, lp_frame_t *top,
+                      PyFrameObject *frame, PyObject *arg) {
+  uint64_t t = lp_engine_now(&p->eng);
+  uintptr_t user;
+  if (top->func->kind != LP_KIND_FUNCTION && arg != NULL) {
+    PyObject *gen = lp_compat_frame_gen(frame);
+    if (lp_compat_frame_suspended(frame, gen)) {
+      int err;
+      if (gen != NULL && lp__watch_gen(p, top, gen) != 0)
+        return;
+      err = lp_engine_yield(&p->eng, th,
+                            gen != NULL ? (uintptr_t)gen : (uintptr_t)frame, t,
+                            &user);
+      lp__release_user(p, user);
+      if (err)
+        lp__fail(p, err, "yield");
+      return;
+    }
+  }
+  user = arg == NULL ? lp_engine_unwind(&p->eng, th, t)
+                     : lp_engine_return(&p->eng, th, t);
+  lp__release_user(p, user);
+}
+
+/* A line event from a frame that is not the top of our stack: either not
+ * profiled (switch its line events off) or profiled and already running
+ * when profiling was enabled (adopt it). */
+static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
+                            PyFrameObject *frame) {
+  lp_func_t *f = func_of(p, frame);
+  uint64_t t;
+  int err;
+  if (f == NULL) {
+    lines_off(p, frame);
+    return;
+  }
+  t = lp_engine_now(&p->eng);
+  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0 ||
+      (err = lp_engine_line(lp_engine_top(th), PyFrame_GetLineNumber(frame),
+                            t)) != 0)
+    lp__fail(p, err, "line");
+}
+
+static int trace(PyObject *obj, PyFrameObject *frame, int what,
+                 PyObject *arg) {
+  lp_profiler_t *p = (lp_profiler_t *)obj;
+  lp_thread_t *th;
+  lp_frame_t *top;
+  if (LP_UNLIKELY(!p->recording)) {
+    if (!p->enabled)
+      PyEval_SetTrace(NULL, NULL); /* a thread still hooked after disable */
+    return 0;
+  }
+  if (LP_UNLIKELY((th = lp__thread(p)) == NULL))
+    return 0;
+  top = lp_engine_top(th);
+  switch (what) {
+  case PyTrace_LINE:
+    if (LP_LIKELY(top != NULL && top->ident == (uintptr_t)frame)) {
+      int err = lp_engine_line(top, PyFrame_GetLineNumber(frame),
+                               lp_engine_now(&p->eng));
+      if (LP_UNLIKELY(err))
+        lp__fail(p, err, "line");
+    } else {
+      on_foreign_line(p, th, frame);
+    }
+    break;
+  case PyTrace_CALL:
+    on_call(p, th, frame);
+    break;
+  case PyTrace_RETURN:
+    if (top != NULL && top->ident == (uintptr_t)frame)
+      on_return(p, th, top, frame, arg);
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+/* threading.settrace hook: runs once at the start of each new thread. */
+static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
+  lp_profiler_t *p = (lp_profiler_t *)self;
+  PyObject *frame, *event, *arg;
+  if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
+    return NULL;
+  if (p->enabled && PyFrame_Check(frame)) {
+    PyEval_SetTrace(trace, self);
+    trace(self, (PyFrameObject *)frame, PyTrace_CALL, Py_None);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef bootstrap_def = {"_thread_bootstrap", thread_bootstrap,
+                                    METH_VARARGS, NULL};
+
+static int threading_settrace(PyObject *fn) {
+  PyObject *threading = PyImport_ImportModule("threading"), *r;
+  if (threading == NULL)
+    return -1;
+  r = PyObject_CallMethod(threading, "settrace", "O", fn);
+  Py_DECREF(threading);
+  Py_XDECREF(r);
+  return r == NULL ? -1 : 0;
+}
+
+int lp__hook_install(lp_profiler_t *p) {
+  PyObject *boot = PyCFunction_New(&bootstrap_def, (PyObject *)p);
+  int rc;
+  if (boot == NULL)
+    return -1;
+  rc = threading_settrace(boot);
+  Py_DECREF(boot);
+  if (rc != 0)
+    return -1;
+  PyEval_SetTrace(trace, (PyObject *)p);
+  return 0;
+}
+
+int lp__hook_remove(lp_profiler_t *p) {
+  (void)p;
+  PyEval_SetTrace(NULL, NULL);
+  if (threading_settrace(Py_None) != 0) {
+    /* During interpreter shutdown threading may be gone: nothing to undo. */
+    PyErr_Clear();
+  }
+  return 0;
+}
+
+int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
+  (void)p;
+  (void)code;
+  return 0; /* frames of the new code are seen at their next call event */
+}
+
+#endif /* LP_BACKEND_SETTRACE */

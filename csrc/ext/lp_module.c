@@ -1,0 +1,539 @@
+/* lp_module.c - the lineprof._lineprof module: the Profiler type, the
+ * snapshot and file conversions, and the error translation. The seam is
+ * documented in docs/binding.md. */
+#include "lp_ext.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "lp_alloc.h"
+#include "lp_clock.h"
+#include "lp_file.h"
+
+#ifndef LINEPROF_VERSION
+#define LINEPROF_VERSION "0"
+#endif
+
+_Thread_local lp__tls_t lp__tls;
+
+static PyObject *FormatError;
+static lp_profiler_t *active; /* the enabled profiler, if any */
+static uint64_t next_gen = 1;
+
+/* ---- errors ---- */
+
+/* Turns a core error code into a Python exception. Returns NULL. */
+static PyObject *raise_lp(int err, const char *path) {
+  if (err == LP_ENOMEM)
+    return PyErr_NoMemory();
+  if (err == LP_EIO) {
+    if (errno == 0)
+      errno = EIO;
+    return path != NULL ? PyErr_SetFromErrnoWithFilename(PyExc_OSError, path)
+                        : PyErr_SetFromErrno(PyExc_OSError);
+  }
+  if (err == LP_EBADMAGIC || err == LP_EVERSION || err == LP_ETRUNC ||
+      err == LP_ECORRUPT || err == LP_EFORMAT)
+    PyErr_SetString(FormatError, lp_strerror(err));
+  else if (err == LP_EBUSY)
+    PyErr_SetString(PyExc_RuntimeError, lp_strerror(err));
+  else
+    PyErr_SetString(PyExc_ValueError, lp_strerror(err));
+  return NULL;
+}
+
+void lp__fail(lp_profiler_t *p, int err, const char *where) {
+  PyErr_Clear();
+  if (p->error == 0) {
+    p->error = err;
+    snprintf(p->errmsg, sizeof(p->errmsg), "%s in %s", lp_strerror(err),
+             where);
+    PySys_WriteStderr("lineprof: recording stopped: %s\n", p->errmsg);
+  }
+  p->recording = 0;
+}
+
+lp_thread_t *lp__thread_slow(lp_profiler_t *p) {
+  lp_thread_t *th;
+  int err = lp_engine_thread_new(&p->eng, (uint64_t)PyThread_get_thread_ident(),
+                                 &th);
+  if (err) {
+    lp__fail(p, err, "thread setup");
+    return NULL;
+  }
+  lp__tls.gen = p->gen;
+  lp__tls.th = th;
+  return th;
+}
+
+/* ---- weak references to suspended generators ---- */
+
+void lp__release_user(lp_profiler_t *p, uintptr_t user) {
+  PyObject *wr = (PyObject *)user;
+  if (wr == NULL)
+    return;
+  lp_map_del(&p->wr_keys, user);
+  Py_DECREF(wr);
+}
+
+static void release_user_cb(uintptr_t user) {
+  if (active != NULL)
+    lp__release_user(active, user);
+  else
+    Py_XDECREF((PyObject *)user);
+}
+
+int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen) {
+  PyObject *wr;
+  int err;
+  if (top->user != 0)
+    return 0;
+  wr = PyWeakref_NewRef(gen, p->wr_cb);
+  if (wr == NULL) {
+    /* Not weakly referenceable (a foreign generator type): no GC notice. */
+    PyErr_Clear();
+    return 0;
+  }
+  if ((err = lp_map_put(&p->wr_keys, (uintptr_t)wr, (uintptr_t)gen)) != 0) {
+    Py_DECREF(wr);
+    lp__fail(p, err, "watching a generator");
+    return -1;
+  }
+  top->user = (uintptr_t)wr;
+  return 0;
+}
+
+/* The weakref callback: a generator parked in the engine was destroyed
+ * while suspended. Its suspension ends now. */
+static PyObject *on_gen_dead(PyObject *self, PyObject *wr) {
+  lp_profiler_t *p = (lp_profiler_t *)self;
+  uintptr_t key, user = 0;
+  if (lp_map_get(&p->wr_keys, (uintptr_t)wr, &key)) {
+    lp_map_del(&p->wr_keys, (uintptr_t)wr);
+    lp_engine_drop(&p->eng, key, lp_engine_now(&p->eng), &user);
+    /* The caller may still use wr after we return: release it later. */
+    Py_XDECREF(p->wr_dead);
+    p->wr_dead = (PyObject *)user; /* our reference, == wr */
+  }
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef on_gen_dead_def = {"_on_gen_dead", on_gen_dead, METH_O,
+                                      NULL};
+
+/* ---- conversions ---- */
+
+static PyObject *table_to_list(const lp_table_t *t) {
+  PyObject *funcs = PyList_New(0);
+  uint32_t i, j;
+  if (funcs == NULL)
+    return NULL;
+  for (i = 0; i < t->nfuncs; i++) {
+    const lp_func_t *f = t->funcs[i];
+    PyObject *lines = PyList_New(0), *d;
+    if (lines == NULL)
+      goto fail;
+    for (j = 0; j < f->nlines; j++) {
+      const lp_line_t *ln = &f->lines[j];
+      PyObject *rec;
+      if (ln->hits == 0 && ln->time == 0 && ln->await == 0)
+        continue;
+      rec = Py_BuildValue("(iKKKK)", f->base + (int32_t)j,
+                          (unsigned long long)ln->hits,
+                          (unsigned long long)ln->time,
+                          (unsigned long long)ln->await,
+                          (unsigned long long)ln->max);
+      if (rec == NULL || PyList_Append(lines, rec) != 0) {
+        Py_XDECREF(rec);
+        Py_DECREF(lines);
+        goto fail;
+      }
+      Py_DECREF(rec);
+    }
+    d = Py_BuildValue("{s:s,s:s,s:i,s:s,s:N}", "file", f->file, "name",
+                      f->name, "firstlineno", f->firstlineno, "kind",
+                      lp_kind_name(f->kind), "lines", lines);
+    if (d == NULL || PyList_Append(funcs, d) != 0) {
+      Py_XDECREF(d);
+      goto fail;
+    }
+    Py_DECREF(d);
+  }
+  return funcs;
+fail:
+  Py_DECREF(funcs);
+  return NULL;
+}
+
+static PyObject *meta_to_dict(const lp_meta_t *m) {
+  PyObject *d = PyDict_New();
+  uint32_t i;
+  if (d == NULL)
+    return NULL;
+  for (i = 0; i < m->count; i++) {
+    PyObject *v = PyUnicode_DecodeUTF8(m->vals[i], strlen(m->vals[i]),
+                                       "replace");
+    if (v == NULL || PyDict_SetItemString(d, m->keys[i], v) != 0) {
+      Py_XDECREF(v);
+      Py_DECREF(d);
+      return NULL;
+    }
+    Py_DECREF(v);
+  }
+  return d;
+}
+
+static PyObject *stats_dict(const lp_table_t *t, const lp_meta_t *m) {
+  PyObject *funcs = table_to_list(t), *meta;
+  if (funcs == NULL)
+    return NULL;
+  if ((meta = meta_to_dict(m)) == NULL) {
+    Py_DECREF(funcs);
+    return NULL;
+  }
+  return Py_BuildValue("{s:d,s:N,s:N,s:[]}", "unit", 1e-9, "meta", meta,
+                       "functions", funcs, "tasks");
+}
+
+/* Fills m with what this process knows about the run, then the caller's
+ * str -> str pairs from extra (may be NULL). Returns 0 or -1 (exception). */
+static int build_meta(lp_meta_t *m, PyObject *extra) {
+  char created[64];
+  uint64_t now = lp_clock_realtime();
+  PyObject *k, *v;
+  Py_ssize_t pos = 0;
+  snprintf(created, sizeof(created), "%llu.%09llu",
+           (unsigned long long)(now / 1000000000u),
+           (unsigned long long)(now % 1000000000u));
+  if (lp_meta_add(m, "python", PY_VERSION) ||
+      lp_meta_add(m, "backend", LP_BACKEND_NAME) ||
+      lp_meta_add(m, "lineprof", LINEPROF_VERSION) ||
+      lp_meta_add(m, "created", created)) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  if (extra == NULL || extra == Py_None)
+    return 0;
+  if (!PyDict_Check(extra)) {
+    PyErr_SetString(PyExc_TypeError, "meta must be a dict of str to str");
+    return -1;
+  }
+  while (PyDict_Next(extra, &pos, &k, &v)) {
+    const char *ks, *vs;
+    if (!PyUnicode_Check(k) || !PyUnicode_Check(v)) {
+      PyErr_SetString(PyExc_TypeError, "meta must be a dict of str to str");
+      return -1;
+    }
+    if ((ks = PyUnicode_AsUTF8(k)) == NULL || (vs = PyUnicode_AsUTF8(v)) == NULL)
+      return -1;
+    if (lp_meta_add(m, ks, vs)) {
+      PyErr_NoMemory();
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- the Profiler type ---- */
+
+static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
+                              PyObject *kw) {
+  lp_profiler_t *p;
+  if (PyTuple_GET_SIZE(args) != 0 || (kw != NULL && PyDict_GET_SIZE(kw))) {
+    PyErr_SetString(PyExc_TypeError, "Profiler() takes no arguments");
+    return NULL;
+  }
+  p = (lp_profiler_t *)type->tp_alloc(type, 0);
+  if (p == NULL)
+    return NULL;
+  lp_engine_init(&p->eng, lp_clock_monotonic, NULL);
+  lp_map_init(&p->wr_keys);
+  p->gen = next_gen++;
+  p->tool_id = -1;
+  p->codes = PyList_New(0);
+  p->wr_cb = PyCFunction_New(&on_gen_dead_def, (PyObject *)p);
+  if (p->codes == NULL || p->wr_cb == NULL) {
+    Py_DECREF(p);
+    return NULL;
+  }
+  return (PyObject *)p;
+}
+
+static int Profiler_traverse(lp_profiler_t *p, visitproc visit, void *arg) {
+  Py_VISIT(p->codes);
+  Py_VISIT(p->wr_cb);
+  Py_VISIT(p->monitoring);
+  return 0;
+}
+
+static int Profiler_clear(lp_profiler_t *p) {
+  Py_CLEAR(p->codes);
+  Py_CLEAR(p->wr_cb);
+  Py_CLEAR(p->monitoring);
+  return 0;
+}
+
+static void drop_user_cb(uintptr_t user) { Py_XDECREF((PyObject *)user); }
+
+static void Profiler_dealloc(lp_profiler_t *p) {
+  PyObject_GC_UnTrack(p);
+  if (active == p) {
+    /* Cannot happen while the hook holds a reference; be safe anyway. */
+    active = NULL;
+  }
+  lp_engine_each_user(&p->eng, drop_user_cb);
+  lp_engine_close(&p->eng);
+  lp_map_close(&p->wr_keys);
+  Py_CLEAR(p->wr_dead);
+  Profiler_clear(p);
+  Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int kind_ok(int kind) { return kind >= 0 && kind <= LP_KIND_MAX; }
+
+static PyObject *Profiler_add_code(lp_profiler_t *p, PyObject *args) {
+  PyObject *code;
+  const char *file, *name;
+  int kind, first, last, err;
+  lp_func_t *f;
+  if (!PyArg_ParseTuple(args, "O!issii:add_code", &PyCode_Type, &code, &kind,
+                        &file, &name, &first, &last))
+    return NULL;
+  if (!kind_ok(kind) || first < 1) {
+    PyErr_SetString(PyExc_ValueError, "bad kind or line range");
+    return NULL;
+  }
+  if (lp_table_find(&p->eng.table, (uintptr_t)code) != NULL)
+    Py_RETURN_NONE;
+  if (last < first)
+    last = first;
+  err = lp_table_add(&p->eng.table, (uintptr_t)code, file, name, first, first,
+                     last, (lp_kind_t)kind, &f);
+  if (err)
+    return raise_lp(err, NULL);
+  if (PyList_Append(p->codes, code) != 0)
+    return NULL; /* the func stays registered but unpinned: harmless */
+  if (p->enabled && lp__hook_add_code(p, code) != 0)
+    return NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *Profiler_enable(lp_profiler_t *p, PyObject *unused) {
+  (void)unused;
+  if (p->enabled)
+    Py_RETURN_NONE;
+  if (active != NULL && active != p)
+    return raise_lp(LP_EBUSY, NULL);
+  active = p;
+  Py_INCREF(p);
+  p->enabled = 1;
+  p->recording = p->error == 0;
+  if (lp__hook_install(p) != 0) {
+    p->enabled = 0;
+    p->recording = 0;
+    active = NULL;
+    Py_DECREF(p);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
+  int rc;
+  (void)unused;
+  if (!p->enabled)
+    Py_RETURN_NONE;
+  rc = lp__hook_remove(p);
+  p->enabled = 0;
+  p->recording = 0;
+  /* Running frames stop being timed now; parked ones stay parked. */
+  lp_engine_detach(&p->eng, lp_engine_now(&p->eng), release_user_cb);
+  active = NULL;
+  Py_DECREF(p);
+  if (rc != 0)
+    return NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
+  lp_meta_t meta = {0};
+  PyObject *r;
+  (void)unused;
+  lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
+  if (build_meta(&meta, NULL) != 0) {
+    lp_meta_close(&meta);
+    return NULL;
+  }
+  r = stats_dict(&p->eng.table, &meta);
+  lp_meta_close(&meta);
+  return r;
+}
+
+static PyObject *Profiler_dump(lp_profiler_t *p, PyObject *args,
+                               PyObject *kw) {
+  static char *kwlist[] = {"path", "meta", NULL};
+  PyObject *path_obj, *extra = NULL, *bytes = NULL;
+  lp_meta_t meta = {0};
+  lp_buf_t buf = {0};
+  const char *path;
+  int err;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:dump", kwlist, &path_obj,
+                                   &extra))
+    return NULL;
+  if (!PyUnicode_FSConverter(path_obj, &bytes))
+    return NULL;
+  path = PyBytes_AS_STRING(bytes);
+  lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
+  if (build_meta(&meta, extra) != 0)
+    goto fail;
+  err = lp_file_encode(&p->eng.table, &meta, &buf);
+  if (err == 0) {
+    Py_BEGIN_ALLOW_THREADS
+    err = lp_file_write_buf(path, &buf);
+    Py_END_ALLOW_THREADS
+  }
+  if (err) {
+    raise_lp(err, path);
+    goto fail;
+  }
+  lp__free(buf.data);
+  lp_meta_close(&meta);
+  Py_DECREF(bytes);
+  Py_RETURN_NONE;
+fail:
+  lp__free(buf.data);
+  lp_meta_close(&meta);
+  Py_DECREF(bytes);
+  return NULL;
+}
+
+static PyObject *Profiler_clear_stats(lp_profiler_t *p, PyObject *unused) {
+  (void)unused;
+  lp_table_clear(&p->eng.table);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Profiler_get_enabled(lp_profiler_t *p, void *c) {
+  (void)c;
+  return PyBool_FromLong(p->enabled);
+}
+
+static PyObject *Profiler_get_error(lp_profiler_t *p, void *c) {
+  (void)c;
+  if (p->error == 0)
+    Py_RETURN_NONE;
+  return PyUnicode_FromString(p->errmsg);
+}
+
+static PyObject *Profiler_get_stack_depth(lp_profiler_t *p, void *c) {
+  lp_thread_t *th;
+  (void)c;
+  if (lp__tls.gen != p->gen || (th = lp__tls.th) == NULL)
+    return PyLong_FromLong(0);
+  return PyLong_FromUnsignedLong(th->depth);
+}
+
+static PyObject *Profiler_get_parked(lp_profiler_t *p, void *c) {
+  (void)c;
+  return PyLong_FromUnsignedLong(p->eng.nparked);
+}
+
+static PyMethodDef Profiler_methods[] = {
+    {"add_code", (PyCFunction)Profiler_add_code, METH_VARARGS,
+     "add_code(code, kind, file, name, firstlineno, lastlineno)\n"
+     "Register a code object for profiling."},
+    {"enable", (PyCFunction)Profiler_enable, METH_NOARGS,
+     "Install the hook. Raises RuntimeError if another profiler is enabled."},
+    {"disable", (PyCFunction)Profiler_disable, METH_NOARGS,
+     "Remove the hook; running frames stop being timed."},
+    {"snapshot", (PyCFunction)Profiler_snapshot, METH_NOARGS,
+     "Return the profile so far as a stats dict."},
+    {"dump", (PyCFunction)(void (*)(void))Profiler_dump,
+     METH_VARARGS | METH_KEYWORDS,
+     "dump(path, meta=None)\nWrite the profile to path atomically."},
+    {"clear", (PyCFunction)Profiler_clear_stats, METH_NOARGS,
+     "Zero every counter."},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Profiler_getset[] = {
+    {"enabled", (getter)Profiler_get_enabled, NULL, "True while hooked.", NULL},
+    {"error", (getter)Profiler_get_error, NULL,
+     "None, or why recording stopped.", NULL},
+    {"_stack_depth", (getter)Profiler_get_stack_depth, NULL,
+     "Running profiled frames on this thread (for tests).", NULL},
+    {"_parked", (getter)Profiler_get_parked, NULL,
+     "Suspended profiled frames (for tests).", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject Profiler_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lineprof._lineprof.Profiler",
+    .tp_basicsize = sizeof(lp_profiler_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A line-profiling engine. See docs/binding.md.",
+    .tp_new = Profiler_new,
+    .tp_dealloc = (destructor)Profiler_dealloc,
+    .tp_traverse = (traverseproc)Profiler_traverse,
+    .tp_clear = (inquiry)Profiler_clear,
+    .tp_methods = Profiler_methods,
+    .tp_getset = Profiler_getset,
+};
+
+/* ---- module functions ---- */
+
+static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
+  PyObject *bytes = NULL, *r = NULL;
+  lp_profile_t prof;
+  int err;
+  (void)mod;
+  if (!PyUnicode_FSConverter(path_obj, &bytes))
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  err = lp_file_read(PyBytes_AS_STRING(bytes), &prof);
+  Py_END_ALLOW_THREADS
+  if (err)
+    raise_lp(err, PyBytes_AS_STRING(bytes));
+  else
+    r = stats_dict(&prof.table, &prof.meta);
+  lp_profile_close(&prof);
+  Py_DECREF(bytes);
+  return r;
+}
+
+static PyMethodDef module_methods[] = {
+    {"read_file", read_file, METH_O,
+     "read_file(path) -> dict\nRead a .lprof file. Raises FormatError or "
+     "OSError."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "lineprof._lineprof",
+    "The C core of lineprof. See docs/binding.md.", -1, module_methods,
+    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__lineprof(void) {
+  PyObject *m;
+  if (PyType_Ready(&Profiler_Type) < 0)
+    return NULL;
+  m = PyModule_Create(&moduledef);
+  if (m == NULL)
+    return NULL;
+  FormatError = PyErr_NewExceptionWithDoc(
+      "lineprof._lineprof.FormatError",
+      "The file is not a valid lineprof profile.", PyExc_ValueError, NULL);
+  Py_INCREF(&Profiler_Type);
+  if (FormatError == NULL ||
+      PyModule_AddObject(m, "Profiler", (PyObject *)&Profiler_Type) < 0 ||
+      PyModule_AddObject(m, "FormatError", FormatError) < 0 ||
+      PyModule_AddStringConstant(m, "BACKEND", LP_BACKEND_NAME) < 0 ||
+      PyModule_AddObject(m, "UNIT", PyFloat_FromDouble(1e-9)) < 0 ||
+      PyModule_AddIntConstant(m, "KIND_FUNCTION", LP_KIND_FUNCTION) < 0 ||
+      PyModule_AddIntConstant(m, "KIND_GENERATOR", LP_KIND_GENERATOR) < 0 ||
+      PyModule_AddIntConstant(m, "KIND_COROUTINE", LP_KIND_COROUTINE) < 0 ||
+      PyModule_AddIntConstant(m, "KIND_ASYNC_GENERATOR",
+                              LP_KIND_ASYNC_GENERATOR) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  Py_INCREF(FormatError);
+  return m;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what lineprof needs on a fresh Debian machine, then builds and
+# installs lineprof into one venv per tested Python (.venv/3.11, ...).
+# Usage: scripts/setup.sh            (all tested Pythons)
+#        LINEPROF_PYTHONS=3.12 scripts/setup.sh
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+need=()
+for pkg in libuv1-dev libcmocka-dev pkg-config cmake gcc; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+built=0
+for v in $PYTHONS; do
+  py="$(find_python "$v")"
+  if [ -z "$py" ]; then
+    echo "setup: Python $v is not installed here; skipping it"
+    continue
+  fi
+  venv="$(venv_of "$v")"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    -r "$ROOT/requirements-test.txt"
+  # Editable: each Python puts its own _lineprof.cpython-3XX*.so in lineprof/.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    --no-build-isolation -e "$ROOT"
+  echo "setup: Python $v ready in $venv"
+  built=$((built + 1))
+done
+[ "$built" -gt 0 ] || { echo "setup: no usable Python found" >&2; exit 1; }
