@@ -149,12 +149,12 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
   int err;
   if (key != 0 && lp_map_get(&e->parked, key, &v)) {
     fr = e->pool[v];
-    end_suspension(&fr, t);
     fr.ident = ident;
     fr.stretch = t;
     fr.state = LP_FRAME_RUNNING;
     if ((err = push(th, &fr)) != 0)
-      return err;
+      return err; /* still parked, its suspension still open */
+    end_suspension(lp_engine_top(th), t);
     lp_map_del(&e->parked, key);
     pool_give(e, (uint32_t)v);
     e->nparked--;

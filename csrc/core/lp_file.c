@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,23 +23,25 @@ static const uint8_t magic[8] = {0x89, 'L', 'P', 'R', 'O', 'F', '\r', '\n'};
 
 /* ---- CRC-32 ---- */
 
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  uint32_t n, k, c;
+  for (n = 0; n < 256; n++) {
+    for (c = n, k = 0; k < 8; k++)
+      c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    crc_table[n] = c;
+  }
+}
+
 uint32_t lp_crc32(const void *data, size_t len) {
-  static uint32_t table[256];
-  static int ready;
   const uint8_t *p = data;
   uint32_t crc = 0xFFFFFFFFu;
   size_t i;
-  if (!ready) {
-    uint32_t n, k, c;
-    for (n = 0; n < 256; n++) {
-      for (c = n, k = 0; k < 8; k++)
-        c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      table[n] = c;
-    }
-    ready = 1;
-  }
+  pthread_once(&crc_once, crc_init);
   for (i = 0; i < len; i++)
-    crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;
 }
 
@@ -355,9 +358,11 @@ static int parse_func(reader_t *r, lp_table_t *t) {
   }
   for (i = 0; i < used; i++) {
     const uint8_t *p = r->p + (size_t)i * LINE_RECORD_SIZE;
-    lp_line_t *ln = lp_func_line(f, (int32_t)get32(p));
-    if (ln == NULL || line_used(ln)) {
-      err = LP_EFORMAT; /* out of range or a duplicate line */
+    int32_t lineno = (int32_t)get32(p);
+    lp_line_t *ln = lp_func_line(f, lineno);
+    /* Records come in strictly increasing line order, inside the array. */
+    if (ln == NULL || (i > 0 && lineno <= (int32_t)get32(p - LINE_RECORD_SIZE))) {
+      err = LP_EFORMAT;
       goto out;
     }
     ln->hits = get64(p + 4);
@@ -380,7 +385,7 @@ int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
   memset(out, 0, sizeof(*out));
   lp_table_init(&out->table);
   if (len < sizeof(magic))
-    return memcmp(d, magic, len) == 0 ? LP_ETRUNC : LP_EBADMAGIC;
+    return len == 0 || memcmp(d, magic, len) == 0 ? LP_ETRUNC : LP_EBADMAGIC;
   if (memcmp(d, magic, sizeof(magic)) != 0)
     return LP_EBADMAGIC;
   if (len < LP_FILE_HEADER_SIZE)

@@ -3,15 +3,14 @@
 #include "lp_alloc.h"
 #include "lp_error.h"
 
-static size_t slot_of(const lp_map_t *m, uintptr_t key) {
-  return (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull) & m->mask;
-}
+#define slot_of lp__map_slot
 
 void lp_map_init(lp_map_t *m) {
   m->keys = NULL;
   m->vals = NULL;
   m->mask = 0;
   m->count = 0;
+  m->shift = 64;
 }
 
 void lp_map_close(lp_map_t *m) {
@@ -44,6 +43,8 @@ static int grow(lp_map_t *m) {
   m->vals = nv;
   m->mask = cap - 1;
   m->count = 0;
+  for (m->shift = 64; cap > 1; cap >>= 1)
+    m->shift--;
   for (i = 0; i < oldcap; i++)
     if (ok[i] != 0)
       insert_fresh(m, ok[i], ov[i]);
@@ -75,7 +76,7 @@ int lp_map_put(lp_map_t *m, uintptr_t key, uintptr_t val) {
 
 int lp_map_del(lp_map_t *m, uintptr_t key) {
   size_t i, j;
-  if (m->count == 0)
+  if (m->count == 0 || key == 0)
     return 0;
   for (i = slot_of(m, key); m->keys[i] != key; i = (i + 1) & m->mask)
     if (m->keys[i] == 0)

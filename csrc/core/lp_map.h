@@ -12,6 +12,7 @@ typedef struct lp_map_s {
   uintptr_t *vals;
   size_t mask;     /* capacity - 1; capacity is a power of two or 0 */
   size_t count;
+  unsigned shift;  /* 64 - log2(capacity): slots come from the hash's top bits */
 } lp_map_t;
 
 /* Initializes an empty map. Allocates nothing; cannot fail. */
@@ -24,12 +25,19 @@ void lp_map_close(lp_map_t *m);
  * LP_ENOMEM (the map is unchanged) or LP_EINVAL for key 0. */
 int lp_map_put(lp_map_t *m, uintptr_t key, uintptr_t val);
 
-/* Returns 1 and stores the value in *val if key is present, else 0. */
+/* Returns the home slot of key (Fibonacci hashing: the product's top bits,
+ * so keys that differ only in high or only in low bits spread alike). */
+static inline size_t lp__map_slot(const lp_map_t *m, uintptr_t key) {
+  return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> m->shift);
+}
+
+/* Returns 1 and stores the value in *val if key is present, else 0 (always
+ * 0 for key 0). */
 static inline int lp_map_get(const lp_map_t *m, uintptr_t key, uintptr_t *val) {
   size_t i;
-  if (m->count == 0)
+  if (m->count == 0 || key == 0)
     return 0;
-  i = (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull) & m->mask;
+  i = lp__map_slot(m, key);
   for (;;) {
     uintptr_t k = m->keys[i];
     if (k == key) {
@@ -42,7 +50,8 @@ static inline int lp_map_get(const lp_map_t *m, uintptr_t key, uintptr_t *val) {
   }
 }
 
-/* Removes key. Returns 1 if it was present, else 0. Never allocates. */
+/* Removes key. Returns 1 if it was present, else 0 (always 0 for key 0).
+ * Never allocates. */
 int lp_map_del(lp_map_t *m, uintptr_t key);
 
 #endif

@@ -1,0 +1,213 @@
+#include "lp_task.h"
+
+#include <string.h>
+
+#include "lp_alloc.h"
+#include "lp_error.h"
+
+void lp_tasks_init(lp_tasks_t *r, uint32_t keep) {
+  memset(r, 0, sizeof(*r));
+  r->keep = keep ? keep : LP_TASKS_KEEP;
+  lp_map_init(&r->folds);
+}
+
+static void task_free(lp_task_t *t) {
+  lp__free(t->name);
+  lp__free(t->coro);
+  lp__free(t);
+}
+
+static void free_retired(lp_tasks_t *r) {
+  uint32_t i;
+  for (i = 0; i < r->nkept; i++)
+    task_free(r->kept[i]);
+  for (i = 0; i < r->nfolds; i++)
+    task_free(r->fold_list[i]);
+  r->nkept = 0;
+  r->nfolds = 0;
+  lp_map_close(&r->folds);
+}
+
+void lp_tasks_close(lp_tasks_t *r) {
+  uint32_t i;
+  for (i = 0; i < r->nlive; i++)
+    task_free(r->live[i]);
+  free_retired(r);
+  lp__free(r->live);
+  lp__free(r->kept);
+  lp__free(r->fold_list);
+  lp_tasks_init(r, r->keep);
+}
+
+/* Makes room for one more pointer in *arr. Returns 0 or LP_ENOMEM. */
+static int reserve(lp_task_t ***arr, uint32_t n, uint32_t *cap) {
+  if (n == *cap) {
+    uint32_t c = *cap ? *cap * 2 : 64;
+    lp_task_t **na = lp__realloc(*arr, c * sizeof(*na));
+    if (na == NULL)
+      return LP_ENOMEM;
+    *arr = na;
+    *cap = c;
+  }
+  return 0;
+}
+
+int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
+                 uint64_t t, lp_task_t **out) {
+  lp_task_t *task;
+  if (reserve(&r->live, r->nlive, &r->live_cap) != 0)
+    return LP_ENOMEM;
+  task = lp__calloc(1, sizeof(*task));
+  if (task == NULL)
+    return LP_ENOMEM;
+  task->name = lp__strdup(name);
+  task->coro = lp__strdup(coro);
+  if (task->name == NULL || task->coro == NULL) {
+    task_free(task);
+    return LP_ENOMEM;
+  }
+  task->id = ++r->next_id;
+  task->first = task->last = t;
+  task->refs = 1;
+  task->slot = r->nlive;
+  r->live[r->nlive++] = task;
+  *out = task;
+  return 0;
+}
+
+/* ---- the kept heap: the lightest retired task at the root ---- */
+
+static uint64_t wall(const lp_task_t *t) { return t->time + t->await; }
+
+static void heap_set(lp_tasks_t *r, uint32_t i, lp_task_t *t) {
+  r->kept[i] = t;
+  t->slot = i;
+}
+
+static void sift_up(lp_tasks_t *r, uint32_t i) {
+  lp_task_t *t = r->kept[i];
+  while (i > 0 && wall(r->kept[(i - 1) / 2]) > wall(t)) {
+    heap_set(r, i, r->kept[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  heap_set(r, i, t);
+}
+
+static void sift_down(lp_tasks_t *r, uint32_t i) {
+  lp_task_t *t = r->kept[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= r->nkept)
+      break;
+    if (c + 1 < r->nkept && wall(r->kept[c + 1]) < wall(r->kept[c]))
+      c++;
+    if (wall(r->kept[c]) >= wall(t))
+      break;
+    heap_set(r, i, r->kept[c]);
+    i = c;
+  }
+  heap_set(r, i, t);
+}
+
+static int heap_push(lp_tasks_t *r, lp_task_t *t) {
+  if (reserve(&r->kept, r->nkept, &r->kept_cap) != 0)
+    return LP_ENOMEM;
+  r->kept[r->nkept++] = t;
+  sift_up(r, r->nkept - 1);
+  return 0;
+}
+
+/* ---- folds ---- */
+
+static uintptr_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return (uintptr_t)(h | 1);
+}
+
+/* Adds t's totals to the fold of its coroutine name and frees t. Returns 0
+ * or LP_ENOMEM (t untouched). */
+static int fold(lp_tasks_t *r, lp_task_t *t) {
+  uintptr_t h = name_hash(t->coro), v = 0;
+  lp_task_t *f = NULL;
+  if (lp_map_get(&r->folds, h, &v))
+    for (f = (lp_task_t *)v; f != NULL && strcmp(f->coro, t->coro); f = f->next)
+      ;
+  if (f == NULL) {
+    if (reserve(&r->fold_list, r->nfolds, &r->folds_cap) != 0)
+      return LP_ENOMEM;
+    if ((f = lp__calloc(1, sizeof(*f))) == NULL)
+      return LP_ENOMEM;
+    f->name = lp__strdup(t->coro);
+    f->coro = lp__strdup(t->coro);
+    if (f->name == NULL || f->coro == NULL ||
+        lp_map_put(&r->folds, h, (uintptr_t)f) != 0) {
+      task_free(f);
+      return LP_ENOMEM;
+    }
+    f->next = (lp_task_t *)v;
+    f->first = t->first;
+    r->fold_list[r->nfolds++] = f;
+  }
+  f->time += t->time;
+  f->await += t->await;
+  f->folded += t->folded ? t->folded : 1;
+  if (t->first < f->first)
+    f->first = t->first;
+  if (t->last > f->last)
+    f->last = t->last;
+  task_free(t);
+  return 0;
+}
+
+int lp_tasks_unref(lp_tasks_t *r, lp_task_t *t) {
+  lp_task_t *victim;
+  if (t->refs == 0 || --t->refs > 0)
+    return 0;
+  /* Leave the live list (swap-remove). */
+  r->nlive--;
+  if (t->slot != r->nlive) {
+    r->live[t->slot] = r->live[r->nlive];
+    r->live[t->slot]->slot = t->slot;
+  }
+  if (r->nkept < r->keep) {
+    if (heap_push(r, t) == 0 || fold(r, t) == 0)
+      return 0;
+    task_free(t); /* its totals are lost */
+    return LP_ENOMEM;
+  }
+  victim = t;
+  if (wall(t) > wall(r->kept[0])) {
+    victim = r->kept[0];
+    heap_set(r, 0, t);
+    sift_down(r, 0);
+  }
+  if (fold(r, victim) != 0) {
+    /* Keep it whole; if even that fails, its totals are lost. */
+    if (heap_push(r, victim) != 0)
+      task_free(victim);
+    return LP_ENOMEM;
+  }
+  return 0;
+}
+
+void lp_tasks_clear(lp_tasks_t *r) {
+  uint32_t i;
+  for (i = 0; i < r->nlive; i++) {
+    r->live[i]->time = 0;
+    r->live[i]->await = 0;
+  }
+  free_retired(r);
+}
+
+void lp_tasks_each(const lp_tasks_t *r, void (*cb)(const lp_task_t *, void *),
+                   void *arg) {
+  uint32_t i;
+  for (i = 0; i < r->nlive; i++)
+    cb(r->live[i], arg);
+  for (i = 0; i < r->nkept; i++)
+    cb(r->kept[i], arg);
+  for (i = 0; i < r->nfolds; i++)
+    cb(r->fold_list[i], arg);
+}
