@@ -8,6 +8,7 @@
 void lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg) {
   memset(e, 0, sizeof(*e));
   lp_table_init(&e->table);
+  lp_tasks_init(&e->tasks, 0);
   lp_map_init(&e->parked);
   e->clock = clock;
   e->clock_arg = clock_arg;
@@ -22,6 +23,7 @@ void lp_engine_close(lp_engine_t *e) {
   }
   lp__free(e->pool);
   lp_map_close(&e->parked);
+  lp_tasks_close(&e->tasks);
   lp_table_close(&e->table);
   lp_engine_init(e, e->clock, e->clock_arg);
 }
@@ -61,7 +63,37 @@ int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
   fr.stretch = t;
   fr.lineno = 0;
   fr.state = LP_FRAME_RUNNING;
+  fr.task = NULL;
+  fr.task_mark = t;
+  fr.outer = 0;
   return push(th, &fr);
+}
+
+/* Is the top frame of th the outermost of its task on th? */
+static uint32_t is_outer(const lp_thread_t *th) {
+  const lp_frame_t *top = &th->stack[th->depth - 1];
+  return top->task != NULL && lp_engine_caller_task(th) != top->task;
+}
+
+void lp_engine_set_task(lp_engine_t *e, lp_thread_t *th, lp_task_t *task,
+                        uint64_t t) {
+  lp_frame_t *fr = lp_engine_top(th);
+  (void)e;
+  if (fr == NULL || fr->task != NULL || task == NULL)
+    return;
+  task->refs++;
+  task->last = t;
+  fr->task = task;
+  fr->task_mark = t;
+  fr->outer = is_outer(th);
+}
+
+/* A frame leaves the engine: drop its task reference. */
+static void forget_task(lp_engine_t *e, lp_frame_t *fr) {
+  if (fr->task != NULL) {
+    lp_tasks_unref(&e->tasks, fr->task);
+    fr->task = NULL;
+  }
 }
 
 /* Returns a free pool slot, or UINT32_MAX when the pool cannot grow. */
@@ -89,12 +121,17 @@ static void pool_give(lp_engine_t *e, uint32_t i) {
   e->pool_free = i + 1;
 }
 
-/* Ends the suspension of a parked frame at t. */
+/* Counts the suspension of a parked frame up to t. */
 static void end_suspension(lp_frame_t *fr, uint64_t t) {
   lp_line_t *ln;
   if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)) != NULL)
     ln->await += t - fr->mark;
   fr->mark = t;
+  if (fr->task != NULL && fr->outer) {
+    fr->task->await += t - fr->task_mark;
+    fr->task->last = t;
+    fr->task_mark = t;
+  }
 }
 
 int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
@@ -103,6 +140,7 @@ int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
   if (key == 0 || !lp_map_get(&e->parked, key, &v))
     return 0;
   end_suspension(&e->pool[v], t);
+  forget_task(e, &e->pool[v]);
   *user_out = e->pool[v].user;
   lp_map_del(&e->parked, key);
   pool_give(e, (uint32_t)v);
@@ -132,6 +170,7 @@ int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
       pool_give(e, slot);
     if (*user_out == 0)
       *user_out = fr->user;
+    forget_task(e, fr);
     th->depth--;
     return LP_ENOMEM;
   }
@@ -155,6 +194,7 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
     if ((err = push(th, &fr)) != 0)
       return err; /* still parked, its suspension still open */
     end_suspension(lp_engine_top(th), t);
+    lp_engine_top(th)->outer = is_outer(th);
     lp_map_del(&e->parked, key);
     pool_give(e, (uint32_t)v);
     e->nparked--;
@@ -167,6 +207,9 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
   fr.stretch = t;
   fr.lineno = 0;
   fr.state = LP_FRAME_RUNNING;
+  fr.task = NULL;
+  fr.task_mark = t;
+  fr.outer = 0;
   /* Adopted at its current line; no hit: the line started unseen. */
   if (lineno > 0 && lp_func_line_grow(func, lineno) != NULL)
     fr.lineno = lineno;
@@ -177,10 +220,10 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
 
 uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
   lp_frame_t *fr = lp_engine_top(th);
-  (void)e;
   if (fr == NULL)
     return 0;
   lp__frame_close(fr, t);
+  forget_task(e, fr);
   th->depth--;
   return fr->user;
 }
@@ -202,6 +245,10 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
           ln->max = t - fr->stretch;
       }
       fr->mark = t;
+      if (fr->task != NULL && fr->outer) {
+        fr->task->time += t - fr->task_mark;
+        fr->task_mark = t;
+      }
     }
   }
   for (i = 0; i < e->pool_len; i++)

@@ -8,7 +8,10 @@
  *   - active time to the line a frame is executing, from a line event or
  *     resume to the next line event, suspension, return or unwind;
  *   - await time to the line a frame is suspended at, from yield to resume
- *     (or to lp_engine_drop when the suspended frame is destroyed).
+ *     (or to lp_engine_drop when the suspended frame is destroyed);
+ *   - both, once more, to the event-loop task of the frame if it is the
+ *     outermost profiled frame of that task on its thread (nested frames of
+ *     the same task are not counted twice).
  * The semantics are written out in docs/semantics.md.
  *
  * Thread contract: every call on one engine is serialized by the caller
@@ -22,6 +25,7 @@
 #include "lp_clock.h"
 #include "lp_map.h"
 #include "lp_table.h"
+#include "lp_task.h"
 
 enum { LP_FRAME_RUNNING = 1, LP_FRAME_SUSPENDED = 2 };
 
@@ -33,6 +37,9 @@ typedef struct lp_frame_s {
   uint64_t stretch; /* start of the current uninterrupted active stretch */
   int32_t lineno;   /* current line; 0 before the first line event */
   uint32_t state;
+  lp_task_t *task;  /* its event-loop task (a reference), or NULL */
+  uint64_t task_mark; /* task time is accounted up to here */
+  uint32_t outer;   /* outermost profiled frame of its task on its thread */
 } lp_frame_t;
 
 typedef struct lp_thread_s {
@@ -45,6 +52,7 @@ typedef struct lp_thread_s {
 
 typedef struct lp_engine_s {
   lp_table_t table;
+  lp_tasks_t tasks;
   lp_clock_cb clock;
   void *clock_arg;
   lp_thread_t *threads;
@@ -81,9 +89,15 @@ static inline lp_frame_t *lp_engine_top(lp_thread_t *th) {
 int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
                     uintptr_t ident, uint64_t t);
 
-/* Ends the current stretch at t: its time goes to the current line. */
+/* Ends the current stretch at t: its time goes to the current line (and to
+ * the task, for an outermost frame). */
 static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
   lp_line_t *ln;
+  if (fr->task != 0 && fr->outer) {
+    fr->task->time += t - fr->task_mark;
+    fr->task->last = t;
+    fr->task_mark = t;
+  }
   if (fr->lineno == 0 || (ln = lp_func_line(fr->func, fr->lineno)) == 0)
     return;
   ln->time += t - fr->mark;
@@ -95,18 +109,34 @@ static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
  * Returns 0, or LP_ENOMEM / LP_EINVAL when the line array cannot grow to
  * lineno (the event is then not counted). */
 static inline int lp_engine_line(lp_frame_t *fr, int32_t lineno, uint64_t t) {
-  lp_line_t *ln = lp_func_line(fr->func, lineno);
+  lp_line_t *ln = lp_func_line(fr->func, lineno), *cur;
   if (ln == 0) {
     int err = lp_func_reserve(fr->func, lineno, &ln);
     if (err)
       return err;
   }
-  lp__frame_close(fr, t);
+  /* The line's own part of lp__frame_close: task time runs on. */
+  if (fr->lineno != 0 && (cur = lp_func_line(fr->func, fr->lineno)) != 0) {
+    cur->time += t - fr->mark;
+    if (t - fr->stretch > cur->max)
+      cur->max = t - fr->stretch;
+  }
   ln->hits++;
   fr->lineno = lineno;
   fr->mark = t;
   fr->stretch = t;
   return 0;
+}
+
+/* Attributes the top frame of th, just started or adopted at t, to task
+ * (NULL: no task), taking a reference. The frame is its task's outermost
+ * unless the frame below it on th belongs to the same task. */
+void lp_engine_set_task(lp_engine_t *e, lp_thread_t *th, lp_task_t *task,
+                        uint64_t t);
+
+/* Returns the task of the frame below the top of th, or NULL. */
+static inline lp_task_t *lp_engine_caller_task(const lp_thread_t *th) {
+  return th->depth >= 2 ? th->stack[th->depth - 2].task : 0;
 }
 
 /* The top frame of th suspends at t (yield or await). It leaves the stack

@@ -18,6 +18,7 @@ static const uint8_t magic[8] = {0x89, 'L', 'P', 'R', 'O', 'F', '\r', '\n'};
    (uint32_t)(d) << 24)
 #define TAG_META TAG('M', 'E', 'T', 'A')
 #define TAG_FUNC TAG('F', 'U', 'N', 'C')
+#define TAG_TASK TAG('T', 'A', 'S', 'K')
 #define LINE_RECORD_SIZE 36 /* i32 lineno + 4 x u64 */
 #define MAX_STRING (1u << 20)
 
@@ -154,8 +155,27 @@ static int line_used(const lp_line_t *ln) {
   return ln->hits != 0 || ln->time != 0 || ln->await != 0;
 }
 
+typedef struct {
+  lp_buf_t *b;
+  uint64_t t0;
+} task_emit_t;
+
+static uint64_t since(uint64_t t, uint64_t t0) { return t > t0 ? t - t0 : 0; }
+
+static void emit_task(const lp_task_t *t, void *arg) {
+  task_emit_t *te = arg;
+  emit64(te->b, t->id);
+  emit_str(te->b, t->name);
+  emit_str(te->b, t->coro);
+  emit64(te->b, t->time);
+  emit64(te->b, t->await);
+  emit64(te->b, since(t->first, te->t0));
+  emit64(te->b, since(t->last, te->t0));
+  emit64(te->b, t->folded);
+}
+
 int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
-                   lp_buf_t *b) {
+                   const lp_tasks_t *tasks, uint64_t t0, lp_buf_t *b) {
   size_t at;
   uint32_t i, j, used;
   uint8_t *hdr = buf_grab(b, LP_FILE_HEADER_SIZE);
@@ -193,6 +213,14 @@ int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
       put64(p + 20, ln->await);
       put64(p + 28, ln->max);
     }
+    section_close(b, at);
+  }
+  if (tasks != NULL) {
+    task_emit_t te;
+    te.b = b;
+    te.t0 = t0;
+    at = section_open(b, TAG_TASK);
+    lp_tasks_each(tasks, emit_task, &te);
     section_close(b, at);
   }
   if (b->err)
@@ -256,7 +284,7 @@ fail_nofd:
 int lp_file_write(const char *path, const lp_table_t *table,
                   const lp_meta_t *meta) {
   lp_buf_t b = {0};
-  int err = lp_file_encode(table, meta, &b);
+  int err = lp_file_encode(table, meta, NULL, 0, &b);
   if (err == 0)
     err = lp_file_write_buf(path, &b);
   lp__free(b.data);
@@ -378,6 +406,35 @@ out:
   return err;
 }
 
+/* A TASK section: records until the section ends. */
+static int parse_tasks(reader_t *r, lp_profile_t *out) {
+  while (r->left > 0) {
+    lp_task_t t, *nt;
+    int err;
+    memset(&t, 0, sizeof(t));
+    if ((err = take64(r, &t.id)) != 0)
+      return err;
+    if ((err = take_str(r, &t.name)) != 0)
+      return err;
+    if ((err = take_str(r, &t.coro)) != 0 || take64(r, &t.time) ||
+        take64(r, &t.await) || take64(r, &t.first) || take64(r, &t.last) ||
+        take64(r, &t.folded)) {
+      lp__free(t.name);
+      lp__free(t.coro);
+      return err ? err : LP_EFORMAT;
+    }
+    nt = lp__realloc(out->tasks, (out->ntasks + 1) * sizeof(*nt));
+    if (nt == NULL) {
+      lp__free(t.name);
+      lp__free(t.coro);
+      return LP_ENOMEM;
+    }
+    out->tasks = nt;
+    out->tasks[out->ntasks++] = t;
+  }
+  return 0;
+}
+
 int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
   const uint8_t *d = data;
   uint64_t paylen;
@@ -419,6 +476,8 @@ int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
       err = parse_meta(&s, &out->meta);
     else if (tag == TAG_FUNC)
       err = parse_func(&s, &out->table);
+    else if (tag == TAG_TASK)
+      err = parse_tasks(&s, out);
     else
       err = 0; /* a section from a later minor revision: skip it */
     if (err)
@@ -476,6 +535,14 @@ int lp_file_read(const char *path, lp_profile_t *out) {
 }
 
 void lp_profile_close(lp_profile_t *p) {
+  uint32_t i;
+  for (i = 0; i < p->ntasks; i++) {
+    lp__free(p->tasks[i].name);
+    lp__free(p->tasks[i].coro);
+  }
+  lp__free(p->tasks);
+  p->tasks = NULL;
+  p->ntasks = 0;
   lp_table_close(&p->table);
   lp_meta_close(&p->meta);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "lp_table.h"
+#include "lp_task.h"
 
 #define LP_FILE_VERSION 1
 #define LP_FILE_HEADER_SIZE 32
@@ -25,10 +26,14 @@ typedef struct lp_meta_s {
   uint32_t count;
 } lp_meta_t;
 
-/* A profile read back from a file. */
+/* A profile read back from a file. Task records keep the fields id, name,
+ * coro, time, await, first, last and folded; first and last count from the
+ * start of profiling. */
 typedef struct lp_profile_s {
   lp_table_t table;
   lp_meta_t meta;
+  lp_task_t *tasks;
+  uint32_t ntasks;
   uint32_t version;
 } lp_profile_t;
 
@@ -50,18 +55,20 @@ int lp_meta_add(lp_meta_t *meta, const char *key, const char *val);
 /* Frees meta's strings and arrays; meta is empty afterwards. */
 void lp_meta_close(lp_meta_t *meta);
 
-/* Serializes table and meta (meta may be NULL) into buf, which the caller
- * initializes to zeros and frees with lp__free(buf->data). Lines whose hits,
- * time and await are all zero are left out. Returns 0 or LP_ENOMEM. */
+/* Serializes table, meta and tasks (both may be NULL) into buf, which the
+ * caller initializes to zeros and frees with lp__free(buf->data). Lines whose
+ * hits, time and await are all zero are left out. Task times first and last
+ * are written relative to t0, the start of profiling. Returns 0 or
+ * LP_ENOMEM. */
 int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
-                   lp_buf_t *buf);
+                   const lp_tasks_t *tasks, uint64_t t0, lp_buf_t *buf);
 
 /* Writes an encoded profile to path atomically: to a temporary file in the
  * same directory, flushed, then renamed over path. Returns 0, or LP_EIO
  * with errno set (path is untouched; the temporary file is removed). */
 int lp_file_write_buf(const char *path, const lp_buf_t *buf);
 
-/* lp_file_encode then lp_file_write_buf. */
+/* lp_file_encode (without tasks) then lp_file_write_buf. */
 int lp_file_write(const char *path, const lp_table_t *table,
                   const lp_meta_t *meta);
 

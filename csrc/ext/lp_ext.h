@@ -30,6 +30,13 @@ typedef struct lp_profiler_s {
   int recording;       /* enabled and no error: events are accounted */
   int error;           /* sticky lp errno, 0 if none */
   char errmsg[160];
+  /* event-loop tasks */
+  lp_map_t task_index; /* task object -> lp_task_t * */
+  lp_map_t task_wrs;   /* weak reference to a task -> task object */
+  PyObject *task_cb;   /* the weakref callback for tasks */
+  PyObject *get_loop;  /* asyncio.events._get_running_loop, once imported */
+  PyObject *cur_task;  /* asyncio.current_task */
+  uint64_t t0;         /* creation time: task times count from here */
   /* sys.monitoring backend */
   int tool_id;
   PyObject *monitoring; /* the sys.monitoring module while enabled */
@@ -61,6 +68,11 @@ void lp__fail(lp_profiler_t *p, int err, const char *where);
  * to gen, whose callback drops the frame if gen dies while suspended.
  * Returns 0 or -1 (recorded). */
 int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen);
+
+/* Attributes the top frame of th, just started or adopted at t, to its
+ * event-loop task: the caller frame's task if it has one, else the running
+ * loop's current task (looked up only here, never per line event). */
+void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t);
 
 /* Releases a user value handed back by the engine (a weak reference). */
 void lp__release_user(lp_profiler_t *p, uintptr_t user);

@@ -47,6 +47,7 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
       lp__fail(p, err, "line");
       Py_RETURN_NONE;
     }
+    lp__attach_task(p, th, t);
     top = lp_engine_top(th);
   }
   if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
@@ -60,9 +61,12 @@ static PyObject *cb_start(PyObject *self, PyObject *const *args,
   lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
   int err;
   (void)nargs;
-  if (f != NULL &&
-      (err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0)
+  if (f == NULL)
+    Py_RETURN_NONE;
+  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0)
     lp__fail(p, err, "start");
+  else
+    lp__attach_task(p, th, t);
   Py_RETURN_NONE;
 }
 
@@ -88,6 +92,8 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
                          lineno, t);
   if (err < 0)
     lp__fail(p, err, "resume");
+  else if (err == 0)
+    lp__attach_task(p, th, t); /* adopted */
   Py_RETURN_NONE;
 }
 

@@ -33,10 +33,14 @@ static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
     err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
     if (err < 0)
       lp__fail(p, err, "resume");
+    else if (err == 0)
+      lp__attach_task(p, th, t); /* a new frame, not a parked one */
     return;
   }
   if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0)
     lp__fail(p, err, "call");
+  else
+    lp__attach_task(p, th, t);
 }
 
 static void on_return(lp_profiler_t *p, lp_thread_t *th, lp_frame_t *top,
@@ -76,8 +80,12 @@ static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
     return;
   }
   t = lp_engine_now(&p->eng);
-  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0 ||
-      (err = lp_engine_line(lp_engine_top(th), PyFrame_GetLineNumber(frame),
+  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0) {
+    lp__fail(p, err, "line");
+    return;
+  }
+  lp__attach_task(p, th, t);
+  if ((err = lp_engine_line(lp_engine_top(th), PyFrame_GetLineNumber(frame),
                             t)) != 0)
     lp__fail(p, err, "line");
 }

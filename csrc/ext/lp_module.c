@@ -17,6 +17,7 @@
 _Thread_local lp__tls_t lp__tls;
 
 static PyObject *FormatError;
+static PyObject *str_asyncio;
 static lp_profiler_t *active; /* the enabled profiler, if any */
 static uint64_t next_gen = 1;
 
@@ -121,6 +122,131 @@ static PyObject *on_gen_dead(PyObject *self, PyObject *wr) {
 static PyMethodDef on_gen_dead_def = {"_on_gen_dead", on_gen_dead, METH_O,
                                       NULL};
 
+/* ---- event-loop tasks ---- */
+
+/* Returns a new C string copy of str(obj) or of a fallback. */
+static PyObject *str_or(PyObject *obj, const char *fallback) {
+  PyObject *s = obj != NULL ? PyObject_Str(obj) : NULL;
+  if (s == NULL) {
+    PyErr_Clear();
+    s = PyUnicode_FromString(fallback);
+  }
+  return s;
+}
+
+/* Creates the record of a task seen for the first time. Returns NULL (no
+ * attribution) if the task cannot be watched or on failure (recorded). */
+static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t) {
+  PyObject *name_obj, *coro, *qual, *name_s, *coro_s, *wr;
+  const char *name, *coro_name;
+  lp_task_t *rec = NULL;
+  int err;
+  wr = PyWeakref_NewRef(task, p->task_cb);
+  if (wr == NULL) {
+    PyErr_Clear(); /* not weakly referenceable: we could not see it die */
+    return NULL;
+  }
+  name_obj = PyObject_CallMethod(task, "get_name", NULL);
+  coro = PyObject_CallMethod(task, "get_coro", NULL);
+  qual = coro != NULL ? PyObject_GetAttrString(coro, "__qualname__") : NULL;
+  name_s = str_or(name_obj, "?");
+  coro_s = str_or(qual, "?");
+  Py_XDECREF(name_obj);
+  Py_XDECREF(coro);
+  Py_XDECREF(qual);
+  if (name_s == NULL || coro_s == NULL ||
+      (name = PyUnicode_AsUTF8(name_s)) == NULL ||
+      (coro_name = PyUnicode_AsUTF8(coro_s)) == NULL) {
+    err = LP_ENOMEM;
+    goto fail;
+  }
+  if ((err = lp_tasks_new(&p->eng.tasks, name, coro_name, t, &rec)) != 0)
+    goto fail;
+  if ((err = lp_map_put(&p->task_index, (uintptr_t)task, (uintptr_t)rec)) ||
+      (err = lp_map_put(&p->task_wrs, (uintptr_t)wr, (uintptr_t)task))) {
+    lp_map_del(&p->task_index, (uintptr_t)task);
+    lp_tasks_unref(&p->eng.tasks, rec);
+    rec = NULL;
+    goto fail;
+  }
+  Py_DECREF(name_s);
+  Py_DECREF(coro_s);
+  return rec; /* wr is owned through task_wrs */
+fail:
+  Py_XDECREF(name_s);
+  Py_XDECREF(coro_s);
+  Py_DECREF(wr);
+  lp__fail(p, err, "task setup");
+  return NULL;
+}
+
+/* The weakref callback: a task object died. */
+static PyObject *on_task_dead(PyObject *self, PyObject *wr) {
+  lp_profiler_t *p = (lp_profiler_t *)self;
+  uintptr_t task, rec;
+  if (lp_map_get(&p->task_wrs, (uintptr_t)wr, &task)) {
+    PyObject *old = p->wr_dead;
+    lp_map_del(&p->task_wrs, (uintptr_t)wr);
+    if (lp_map_get(&p->task_index, task, &rec)) {
+      lp_map_del(&p->task_index, task);
+      lp_tasks_unref(&p->eng.tasks, (lp_task_t *)rec);
+    }
+    p->wr_dead = wr; /* our reference; released at the next callback */
+    Py_XDECREF(old);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef on_task_dead_def = {"_on_task_dead", on_task_dead, METH_O,
+                                       NULL};
+
+/* Returns a new reference to the running loop's current task, or Py_None,
+ * or NULL when asyncio is not in use or no loop runs in this thread. */
+static PyObject *current_task(lp_profiler_t *p) {
+  PyObject *loop, *task;
+  if (p->cur_task == NULL) {
+    PyObject *asyncio = PyImport_GetModule(str_asyncio);
+    if (asyncio == NULL)
+      return NULL; /* asyncio is not in use */
+    p->cur_task = PyObject_GetAttrString(asyncio, "current_task");
+    p->get_loop = PyObject_GetAttrString(asyncio, "_get_running_loop");
+    Py_DECREF(asyncio);
+    if (p->cur_task == NULL || p->get_loop == NULL) {
+      Py_CLEAR(p->cur_task);
+      Py_CLEAR(p->get_loop);
+      return NULL;
+    }
+  }
+  loop = PyObject_CallObject(p->get_loop, NULL);
+  if (loop == NULL || loop == Py_None) {
+    Py_XDECREF(loop);
+    return NULL;
+  }
+  task = PyObject_CallFunctionObjArgs(p->cur_task, loop, NULL);
+  Py_DECREF(loop);
+  return task;
+}
+
+void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
+  lp_task_t *rec = lp_engine_caller_task(th);
+  PyObject *exc_type, *exc, *tb, *task;
+  uintptr_t v;
+  if (rec == NULL) {
+    PyErr_Fetch(&exc_type, &exc, &tb);
+    task = current_task(p);
+    if (task != NULL && task != Py_None) {
+      rec = lp_map_get(&p->task_index, (uintptr_t)task, &v)
+                ? (lp_task_t *)v
+                : task_new(p, task, t);
+    }
+    Py_XDECREF(task);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc, tb);
+  }
+  if (rec != NULL)
+    lp_engine_set_task(&p->eng, th, rec, t);
+}
+
 /* ---- conversions ---- */
 
 static PyObject *table_to_list(const lp_table_t *t) {
@@ -183,16 +309,47 @@ static PyObject *meta_to_dict(const lp_meta_t *m) {
   return d;
 }
 
-static PyObject *stats_dict(const lp_table_t *t, const lp_meta_t *m) {
-  PyObject *funcs = table_to_list(t), *meta;
-  if (funcs == NULL)
+typedef struct {
+  PyObject *list; /* NULL after a failure */
+  uint64_t t0;
+} task_list_t;
+
+static uint64_t since(uint64_t t, uint64_t t0) { return t > t0 ? t - t0 : 0; }
+
+static void append_task(const lp_task_t *t, void *arg) {
+  task_list_t *tl = arg;
+  PyObject *d;
+  if (tl->list == NULL)
+    return;
+  d = Py_BuildValue("{s:K,s:s,s:s,s:K,s:K,s:K,s:K,s:K}", "id",
+                    (unsigned long long)t->id, "name", t->name, "coro",
+                    t->coro, "time", (unsigned long long)t->time, "await",
+                    (unsigned long long)t->await, "first",
+                    (unsigned long long)since(t->first, tl->t0), "last",
+                    (unsigned long long)since(t->last, tl->t0), "folded",
+                    (unsigned long long)t->folded);
+  if (d == NULL || PyList_Append(tl->list, d) != 0)
+    Py_CLEAR(tl->list);
+  Py_XDECREF(d);
+}
+
+/* Builds the stats dict of docs/binding.md; tasks is a list it steals. */
+static PyObject *stats_dict(const lp_table_t *t, const lp_meta_t *m,
+                            PyObject *tasks) {
+  PyObject *funcs, *meta;
+  if (tasks == NULL)
     return NULL;
-  if ((meta = meta_to_dict(m)) == NULL) {
-    Py_DECREF(funcs);
+  if ((funcs = table_to_list(t)) == NULL) {
+    Py_DECREF(tasks);
     return NULL;
   }
-  return Py_BuildValue("{s:d,s:N,s:N,s:[]}", "unit", 1e-9, "meta", meta,
-                       "functions", funcs, "tasks");
+  if ((meta = meta_to_dict(m)) == NULL) {
+    Py_DECREF(funcs);
+    Py_DECREF(tasks);
+    return NULL;
+  }
+  return Py_BuildValue("{s:d,s:N,s:N,s:N}", "unit", 1e-9, "meta", meta,
+                       "functions", funcs, "tasks", tasks);
 }
 
 /* Fills m with what this process knows about the run, then the caller's
@@ -248,11 +405,15 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
     return NULL;
   lp_engine_init(&p->eng, lp_clock_monotonic, NULL);
   lp_map_init(&p->wr_keys);
+  lp_map_init(&p->task_index);
+  lp_map_init(&p->task_wrs);
+  p->t0 = lp_engine_now(&p->eng);
   p->gen = next_gen++;
   p->tool_id = -1;
   p->codes = PyList_New(0);
   p->wr_cb = PyCFunction_New(&on_gen_dead_def, (PyObject *)p);
-  if (p->codes == NULL || p->wr_cb == NULL) {
+  p->task_cb = PyCFunction_New(&on_task_dead_def, (PyObject *)p);
+  if (p->codes == NULL || p->wr_cb == NULL || p->task_cb == NULL) {
     Py_DECREF(p);
     return NULL;
   }
@@ -262,14 +423,20 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
 static int Profiler_traverse(lp_profiler_t *p, visitproc visit, void *arg) {
   Py_VISIT(p->codes);
   Py_VISIT(p->wr_cb);
+  Py_VISIT(p->task_cb);
   Py_VISIT(p->monitoring);
+  Py_VISIT(p->cur_task);
+  Py_VISIT(p->get_loop);
   return 0;
 }
 
 static int Profiler_clear(lp_profiler_t *p) {
   Py_CLEAR(p->codes);
   Py_CLEAR(p->wr_cb);
+  Py_CLEAR(p->task_cb);
   Py_CLEAR(p->monitoring);
+  Py_CLEAR(p->cur_task);
+  Py_CLEAR(p->get_loop);
   return 0;
 }
 
@@ -284,6 +451,14 @@ static void Profiler_dealloc(lp_profiler_t *p) {
   lp_engine_each_user(&p->eng, drop_user_cb);
   lp_engine_close(&p->eng);
   lp_map_close(&p->wr_keys);
+  {
+    size_t i; /* the task weak references we own */
+    for (i = 0; p->task_wrs.keys != NULL && i <= p->task_wrs.mask; i++)
+      if (p->task_wrs.keys[i] != 0)
+        Py_DECREF((PyObject *)p->task_wrs.keys[i]);
+  }
+  lp_map_close(&p->task_wrs);
+  lp_map_close(&p->task_index);
   Py_CLEAR(p->wr_dead);
   Profiler_clear(p);
   Py_TYPE(p)->tp_free((PyObject *)p);
@@ -357,6 +532,7 @@ static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
 
 static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
   lp_meta_t meta = {0};
+  task_list_t tl;
   PyObject *r;
   (void)unused;
   lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
@@ -364,7 +540,11 @@ static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
     lp_meta_close(&meta);
     return NULL;
   }
-  r = stats_dict(&p->eng.table, &meta);
+  tl.list = PyList_New(0);
+  tl.t0 = p->t0;
+  if (tl.list != NULL)
+    lp_tasks_each(&p->eng.tasks, append_task, &tl);
+  r = stats_dict(&p->eng.table, &meta, tl.list);
   lp_meta_close(&meta);
   return r;
 }
@@ -386,7 +566,7 @@ static PyObject *Profiler_dump(lp_profiler_t *p, PyObject *args,
   lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
   if (build_meta(&meta, extra) != 0)
     goto fail;
-  err = lp_file_encode(&p->eng.table, &meta, &buf);
+  err = lp_file_encode(&p->eng.table, &meta, &p->eng.tasks, p->t0, &buf);
   if (err == 0) {
     Py_BEGIN_ALLOW_THREADS
     err = lp_file_write_buf(path, &buf);
@@ -410,6 +590,7 @@ fail:
 static PyObject *Profiler_clear_stats(lp_profiler_t *p, PyObject *unused) {
   (void)unused;
   lp_table_clear(&p->eng.table);
+  lp_tasks_clear(&p->eng.tasks);
   Py_RETURN_NONE;
 }
 
@@ -490,10 +671,17 @@ static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
   Py_BEGIN_ALLOW_THREADS
   err = lp_file_read(PyBytes_AS_STRING(bytes), &prof);
   Py_END_ALLOW_THREADS
-  if (err)
+  if (err) {
     raise_lp(err, PyBytes_AS_STRING(bytes));
-  else
-    r = stats_dict(&prof.table, &prof.meta);
+  } else {
+    task_list_t tl;
+    uint32_t i;
+    tl.list = PyList_New(0);
+    tl.t0 = 0; /* stored relative already */
+    for (i = 0; i < prof.ntasks; i++)
+      append_task(&prof.tasks[i], &tl);
+    r = stats_dict(&prof.table, &prof.meta, tl.list);
+  }
   lp_profile_close(&prof);
   Py_DECREF(bytes);
   return r;
@@ -516,6 +704,8 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
     return NULL;
   m = PyModule_Create(&moduledef);
   if (m == NULL)
+    return NULL;
+  if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL)
     return NULL;
   FormatError = PyErr_NewExceptionWithDoc(
       "lineprof._lineprof.FormatError",

@@ -247,7 +247,7 @@ static void encode_rich(lp_buf_t *buf) {
   lp_meta_t m;
   make_rich(&t, &m);
   memset(buf, 0, sizeof(*buf));
-  assert_int_equal(lp_file_encode(&t, &m, buf), 0);
+  assert_int_equal(lp_file_encode(&t, &m, NULL, 0, buf), 0);
   assert_int_equal(buf->len, RICH_SIZE);
   lp_table_close(&t);
   lp_meta_close(&m);
@@ -341,7 +341,7 @@ static void test_encode_golden(void **state) {
                                 &f),
                    0);
   set_line(f, 2, 1, 2, 3, 4);
-  assert_int_equal(lp_file_encode(&t, NULL, &b), 0);
+  assert_int_equal(lp_file_encode(&t, NULL, NULL, 0, &b), 0);
   assert_int_equal(b.len, sizeof(golden));
   assert_memory_equal(b.data, golden, sizeof(golden));
   assert_int_equal(b.err, 0);
@@ -380,12 +380,12 @@ static void test_encode_empty(void **state) {
   /* No functions and no meta (NULL or empty): just the header, payload
    * length 0, CRC of nothing = 0. */
   lp_table_init(&t);
-  assert_int_equal(lp_file_encode(&t, NULL, &b), 0);
+  assert_int_equal(lp_file_encode(&t, NULL, NULL, 0, &b), 0);
   assert_int_equal(b.len, 32);
   assert_memory_equal(b.data, empty, 32);
   lp__free(b.data);
   memset(&b, 0, sizeof(b));
-  assert_int_equal(lp_file_encode(&t, &m, &b), 0);
+  assert_int_equal(lp_file_encode(&t, &m, NULL, 0, &b), 0);
   assert_int_equal(b.len, 32);
   assert_memory_equal(b.data, empty, 32);
   assert_int_equal(lp_file_parse(b.data, b.len, &p), 0);
@@ -427,7 +427,7 @@ static void test_round_trip(void **state) {
   assert_int_equal(lp_file_parse(b.data, b.len, &p), 0);
   {
     lp_buf_t b2 = {0};
-    assert_int_equal(lp_file_encode(&p.table, &p.meta, &b2), 0);
+    assert_int_equal(lp_file_encode(&p.table, &p.meta, NULL, 0, &b2), 0);
     assert_int_equal(b2.len, b.len);
     assert_memory_equal(b2.data, b.data, b.len);
     lp__free(b2.data);
@@ -446,7 +446,7 @@ static void test_encode_oom(void **state) {
   /* The first buffer (4096 bytes) cannot be had. */
   make_rich(&t, &m);
   lp_test_alloc_fail_from(0);
-  assert_int_equal(lp_file_encode(&t, &m, &b), LP_ENOMEM);
+  assert_int_equal(lp_file_encode(&t, &m, NULL, 0, &b), LP_ENOMEM);
   lp_test_alloc_reset();
   assert_int_equal(b.err, LP_ENOMEM);
   assert_null(b.data);
@@ -462,12 +462,12 @@ static void test_encode_oom(void **state) {
     set_line(f, l, (uint64_t)l, 1, 0, 1);
   memset(&b, 0, sizeof(b));
   lp_test_alloc_fail_at(1);
-  assert_int_equal(lp_file_encode(&t, NULL, &b), LP_ENOMEM);
+  assert_int_equal(lp_file_encode(&t, NULL, NULL, 0, &b), LP_ENOMEM);
   assert_int_equal(lp_test_alloc.allocs, 2); /* sticky: no more tries */
   lp_test_alloc_reset();
   lp__free(b.data);
   memset(&b, 0, sizeof(b));
-  assert_int_equal(lp_file_encode(&t, NULL, &b), 0);
+  assert_int_equal(lp_file_encode(&t, NULL, NULL, 0, &b), 0);
   assert_int_equal(b.len, 7274);
   assert_int_equal(b.cap, 8192);
   lp__free(b.data);
