@@ -52,18 +52,29 @@ static inline int lp_compat_frame_suspended(PyFrameObject *f, PyObject *gen) {
 #endif
 }
 
-/* Stops line events for frame f. Returns 0, or -1 with an exception set. */
-static inline int lp_compat_no_line_events(PyFrameObject *f) {
+/* Sets whether frame f sends line events. Returns 0, or -1 with an
+ * exception set. */
+static inline int lp_compat_set_line_events(PyFrameObject *f, int on) {
 #if PY_VERSION_HEX >= 0x030B0000
   static PyObject *attr;
   if (attr == NULL && (attr = PyUnicode_InternFromString("f_trace_lines")) == NULL)
     return -1;
-  return PyObject_SetAttr((PyObject *)f, attr, Py_False);
+  return PyObject_SetAttr((PyObject *)f, attr, on ? Py_True : Py_False);
 #else
-  f->f_trace_lines = 0;
+  f->f_trace_lines = (char)on;
   return 0;
 #endif
 }
+
+#define lp_compat_no_line_events(f) lp_compat_set_line_events((f), 0)
+#define lp_compat_line_events_on(f) lp_compat_set_line_events((f), 1)
+
+#if PY_VERSION_HEX < 0x030900B1
+static inline PyFrameObject *PyFrame_GetBack(PyFrameObject *f) {
+  Py_XINCREF(f->f_back);
+  return f->f_back;
+}
+#endif
 
 #endif /* LP_BACKEND_SETTRACE */
 

@@ -40,6 +40,8 @@ typedef struct lp_profiler_s {
   /* sys.monitoring backend */
   int tool_id;
   PyObject *monitoring; /* the sys.monitoring module while enabled */
+  PyObject *disable;    /* sys.monitoring.DISABLE */
+  lp_map_t jump_lines;  /* same-line backward jump -> its line */
 } lp_profiler_t;
 
 /* Thread-local cache of the current thread's engine record. */

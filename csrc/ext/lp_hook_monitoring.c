@@ -1,13 +1,19 @@
 /* lp_hook_monitoring.c - the sys.monitoring backend (CPython 3.12+).
  * Callbacks are METH_FASTCALL C functions bound to the profiler, under a
- * tool id of our own. LINE, PY_START, PY_RESUME, PY_YIELD and PY_RETURN are
- * local events, set only on profiled code objects; PY_UNWIND and PY_THROW
- * can only be global, and return at once for code that is not ours. */
+ * tool id of our own. LINE, JUMP, PY_START, PY_RESUME, PY_YIELD and
+ * PY_RETURN are local events, set only on profiled code objects; PY_UNWIND
+ * and PY_THROW can only be global, and return at once for code that is not
+ * ours. JUMP is there to count what sys.settrace counts as a line event
+ * and LINE does not: a backward jump within one line (an inlined
+ * comprehension's loop, a one-line while loop). Every other jump
+ * instruction is disabled for our tool the first time it fires. */
 #include "lp_ext.h"
 
 #ifdef LP_BACKEND_MONITORING
 
-#define LOCAL_EVENTS "PY_START", "PY_RESUME", "PY_YIELD", "PY_RETURN", "LINE"
+#define LOCAL_EVENTS                                                         \
+  "PY_START", "PY_RESUME", "PY_YIELD", "PY_RETURN", "LINE", "JUMP"
+#define NLOCAL 6
 #define GLOBAL_EVENTS "PY_UNWIND", "PY_THROW"
 
 static PyObject *gen_of_current_frame(void) {
@@ -51,6 +57,35 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
     top = lp_engine_top(th);
   }
   if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
+    lp__fail(p, err, "line");
+  Py_RETURN_NONE;
+}
+
+/* JUMP (code, from, to): a line event when jumping back within one line.
+ * Same-line backward jumps are cached by the address of their instruction,
+ * which lies inside the code object itself on 3.12+ and so is unique. */
+static PyObject *cb_jump(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs) {
+  ENTER(p, th, t)
+  long from = PyLong_AsLong(args[1]), to = PyLong_AsLong(args[2]);
+  uintptr_t key = (uintptr_t)args[0] + (uintptr_t)from + 1, line;
+  lp_frame_t *top;
+  int err;
+  (void)nargs;
+  if (!lp_map_get(&p->jump_lines, key, &line)) {
+    int from_line, to_line;
+    if (to > from)
+      return Py_NewRef(p->disable);
+    from_line = PyCode_Addr2Line((PyCodeObject *)args[0], (int)from);
+    to_line = PyCode_Addr2Line((PyCodeObject *)args[0], (int)to);
+    if (from_line != to_line || to_line <= 0)
+      return Py_NewRef(p->disable); /* LINE sees the target's line */
+    line = (uintptr_t)to_line;
+    lp_map_put(&p->jump_lines, key, line); /* a cache: failure is harmless */
+  }
+  top = lp_engine_top(th);
+  if (top != NULL && top->ident == (uintptr_t)args[0] &&
+      (err = lp_engine_line(top, (int32_t)line, t)) != 0)
     lp__fail(p, err, "line");
   Py_RETURN_NONE;
 }
@@ -149,7 +184,7 @@ static callback_t callbacks[] = {
     CB("PY_START", cb_start),   CB("PY_RESUME", cb_resume),
     CB("PY_THROW", cb_resume),  CB("PY_YIELD", cb_yield),
     CB("PY_RETURN", cb_return), CB("PY_UNWIND", cb_unwind),
-    CB("LINE", cb_line),
+    CB("LINE", cb_line),        CB("JUMP", cb_jump),
 };
 
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
@@ -208,7 +243,7 @@ static int set_local(lp_profiler_t *p, PyObject *code, long mask) {
 }
 
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
-  long mask = event_mask(p->monitoring, local_names, 5);
+  long mask = event_mask(p->monitoring, local_names, NLOCAL);
   return mask < 0 ? -1 : set_local(p, code, mask);
 }
 
@@ -252,7 +287,9 @@ int lp__hook_install(lp_profiler_t *p) {
     if (rc != 0)
       goto fail;
   }
-  local = event_mask(p->monitoring, local_names, 5);
+  if ((p->disable = PyObject_GetAttrString(p->monitoring, "DISABLE")) == NULL)
+    goto fail;
+  local = event_mask(p->monitoring, local_names, NLOCAL);
   global = event_mask(p->monitoring, global_names, 2);
   if (local < 0 || global < 0 ||
       call(p->monitoring, "set_events", "(il)", p->tool_id, global) != 0)
@@ -290,6 +327,8 @@ int lp__hook_remove(lp_profiler_t *p) {
   rc |= call(p->monitoring, "free_tool_id", "(i)", p->tool_id);
   p->tool_id = -1;
   Py_CLEAR(p->monitoring);
+  Py_CLEAR(p->disable);
+  lp_map_close(&p->jump_lines);
   if (rc != 0) {
     /* At interpreter shutdown sys.monitoring may be half torn down. */
     PyErr_Clear();

@@ -176,10 +176,29 @@ int lp__hook_remove(lp_profiler_t *p) {
   return 0;
 }
 
+/* Frames of code added while enabled that already run on this thread had
+ * their line events switched off at their call: switch them back on, so
+ * they are adopted at their next line. Other threads' running frames are
+ * seen from their next call. */
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
+  PyFrameObject *f = PyEval_GetFrame();
   (void)p;
-  (void)code;
-  return 0; /* frames of the new code are seen at their next call event */
+  Py_XINCREF(f);
+  while (f != NULL) {
+    PyFrameObject *back = PyFrame_GetBack(f);
+    PyCodeObject *c = PyFrame_GetCode(f);
+    int rc = 0;
+    if ((PyObject *)c == code)
+      rc = lp_compat_line_events_on(f);
+    Py_DECREF(c);
+    Py_DECREF(f);
+    if (rc != 0) {
+      Py_XDECREF(back);
+      return -1;
+    }
+    f = back;
+  }
+  return 0;
 }
 
 #endif /* LP_BACKEND_SETTRACE */

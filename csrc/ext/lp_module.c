@@ -407,6 +407,7 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
   lp_map_init(&p->wr_keys);
   lp_map_init(&p->task_index);
   lp_map_init(&p->task_wrs);
+  lp_map_init(&p->jump_lines);
   p->t0 = lp_engine_now(&p->eng);
   p->gen = next_gen++;
   p->tool_id = -1;
@@ -459,6 +460,7 @@ static void Profiler_dealloc(lp_profiler_t *p) {
   }
   lp_map_close(&p->task_wrs);
   lp_map_close(&p->task_index);
+  lp_map_close(&p->jump_lines);
   Py_CLEAR(p->wr_dead);
   Profiler_clear(p);
   Py_TYPE(p)->tp_free((PyObject *)p);
