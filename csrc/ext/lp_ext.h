@@ -79,10 +79,20 @@ void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t);
 /* Releases a user value handed back by the engine (a weak reference). */
 void lp__release_user(lp_profiler_t *p, uintptr_t user);
 
+/* The profiler whose hook is installed (borrowed; its dealloc removes the
+ * hook). It stays installed across disable() so that enable()/disable()
+ * pairs, which decorated functions make on every call, stay cheap; events
+ * arriving while it is not recording return at once. */
+extern lp_profiler_t *lp__hooked;
+
 /* Backend entry points, implemented by the backend compiled for this
- * Python. Both return 0, or -1 with an exception set. */
+ * Python. install/remove return 0, or -1 with an exception set; remove
+ * never fails at interpreter shutdown. resume/pause switch the events of
+ * the calling thread on and off where the backend has per-thread state. */
 int lp__hook_install(lp_profiler_t *p);
 int lp__hook_remove(lp_profiler_t *p);
+void lp__hook_resume(lp_profiler_t *p);
+void lp__hook_pause(lp_profiler_t *p);
 /* Called after a code object is registered while enabled. */
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code);
 

@@ -28,10 +28,11 @@ static PyObject *gen_of_current_frame(void) {
 
 /* Each callback starts like this: the time first, then the thread. */
 #define ENTER(p, th, t)                                                      \
-  lp_profiler_t *p = (lp_profiler_t *)self;                                  \
+  lp_profiler_t *p = lp__hooked;                                             \
   lp_thread_t *th;                                                           \
   uint64_t t;                                                                \
-  if (LP_UNLIKELY(!p->recording))                                            \
+  (void)self;                                                                \
+  if (LP_UNLIKELY(p == NULL || !p->recording))                               \
     Py_RETURN_NONE;                                                          \
   t = lp_engine_now(&p->eng);                                                \
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))                             \
@@ -242,6 +243,9 @@ static int set_local(lp_profiler_t *p, PyObject *code, long mask) {
               mask);
 }
 
+void lp__hook_resume(lp_profiler_t *p) { (void)p; }
+void lp__hook_pause(lp_profiler_t *p) { (void)p; }
+
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
   long mask = event_mask(p->monitoring, local_names, NLOCAL);
   return mask < 0 ? -1 : set_local(p, code, mask);
@@ -274,7 +278,7 @@ int lp__hook_install(lp_profiler_t *p) {
     goto fail;
   }
   for (i = 0; i < NCALLBACKS; i++) {
-    PyObject *fn = PyCFunction_New(&callbacks[i].def, (PyObject *)p);
+    PyObject *fn = PyCFunction_New(&callbacks[i].def, NULL);
     long bit = event_bit(p->monitoring, callbacks[i].event);
     int rc;
     if (fn == NULL || bit < 0) {

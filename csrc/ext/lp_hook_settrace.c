@@ -96,7 +96,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   lp_thread_t *th;
   lp_frame_t *top;
   if (LP_UNLIKELY(!p->recording)) {
-    if (!p->enabled)
+    if (!p->enabled || lp__hooked != p)
       PyEval_SetTrace(NULL, NULL); /* a thread still hooked after disable */
     return 0;
   }
@@ -129,13 +129,14 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
 
 /* threading.settrace hook: runs once at the start of each new thread. */
 static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
-  lp_profiler_t *p = (lp_profiler_t *)self;
+  lp_profiler_t *p = lp__hooked;
   PyObject *frame, *event, *arg;
+  (void)self;
   if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
     return NULL;
-  if (p->enabled && PyFrame_Check(frame)) {
-    PyEval_SetTrace(trace, self);
-    trace(self, (PyFrameObject *)frame, PyTrace_CALL, Py_None);
+  if (p != NULL && p->enabled && PyFrame_Check(frame)) {
+    PyEval_SetTrace(trace, (PyObject *)p);
+    trace((PyObject *)p, (PyFrameObject *)frame, PyTrace_CALL, Py_None);
   }
   Py_RETURN_NONE;
 }
@@ -154,16 +155,23 @@ static int threading_settrace(PyObject *fn) {
 }
 
 int lp__hook_install(lp_profiler_t *p) {
-  PyObject *boot = PyCFunction_New(&bootstrap_def, (PyObject *)p);
+  PyObject *boot = PyCFunction_New(&bootstrap_def, NULL);
   int rc;
+  (void)p;
   if (boot == NULL)
     return -1;
   rc = threading_settrace(boot);
   Py_DECREF(boot);
-  if (rc != 0)
-    return -1;
+  return rc;
+}
+
+void lp__hook_resume(lp_profiler_t *p) {
   PyEval_SetTrace(trace, (PyObject *)p);
-  return 0;
+}
+
+void lp__hook_pause(lp_profiler_t *p) {
+  (void)p;
+  PyEval_SetTrace(NULL, NULL);
 }
 
 int lp__hook_remove(lp_profiler_t *p) {

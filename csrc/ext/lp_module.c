@@ -18,7 +18,8 @@ _Thread_local lp__tls_t lp__tls;
 
 static PyObject *FormatError;
 static PyObject *str_asyncio;
-static lp_profiler_t *active; /* the enabled profiler, if any */
+static lp_profiler_t *active; /* the enabled profiler, if any (borrowed) */
+lp_profiler_t *lp__hooked;
 static uint64_t next_gen = 1;
 
 /* ---- errors ---- */
@@ -445,9 +446,15 @@ static void drop_user_cb(uintptr_t user) { Py_XDECREF((PyObject *)user); }
 
 static void Profiler_dealloc(lp_profiler_t *p) {
   PyObject_GC_UnTrack(p);
-  if (active == p) {
-    /* Cannot happen while the hook holds a reference; be safe anyway. */
+  if (active == p)
     active = NULL;
+  if (lp__hooked == p) {
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb);
+    p->recording = 0;
+    lp__hook_remove(p);
+    lp__hooked = NULL;
+    PyErr_Restore(exc_type, exc, tb);
   }
   lp_engine_each_user(&p->eng, drop_user_cb);
   lp_engine_close(&p->eng);
@@ -490,7 +497,7 @@ static PyObject *Profiler_add_code(lp_profiler_t *p, PyObject *args) {
     return raise_lp(err, NULL);
   if (PyList_Append(p->codes, code) != 0)
     return NULL; /* the func stays registered but unpinned: harmless */
-  if (p->enabled && lp__hook_add_code(p, code) != 0)
+  if (lp__hooked == p && lp__hook_add_code(p, code) != 0)
     return NULL;
   Py_RETURN_NONE;
 }
@@ -501,34 +508,32 @@ static PyObject *Profiler_enable(lp_profiler_t *p, PyObject *unused) {
     Py_RETURN_NONE;
   if (active != NULL && active != p)
     return raise_lp(LP_EBUSY, NULL);
+  if (lp__hooked != p) {
+    if (lp__hooked != NULL) {
+      lp__hook_remove(lp__hooked);
+      lp__hooked = NULL;
+    }
+    if (lp__hook_install(p) != 0)
+      return NULL;
+    lp__hooked = p;
+  }
   active = p;
-  Py_INCREF(p);
   p->enabled = 1;
   p->recording = p->error == 0;
-  if (lp__hook_install(p) != 0) {
-    p->enabled = 0;
-    p->recording = 0;
-    active = NULL;
-    Py_DECREF(p);
-    return NULL;
-  }
+  lp__hook_resume(p);
   Py_RETURN_NONE;
 }
 
 static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
-  int rc;
   (void)unused;
   if (!p->enabled)
     Py_RETURN_NONE;
-  rc = lp__hook_remove(p);
+  lp__hook_pause(p);
   p->enabled = 0;
   p->recording = 0;
   /* Running frames stop being timed now; parked ones stay parked. */
   lp_engine_detach(&p->eng, lp_engine_now(&p->eng), release_user_cb);
   active = NULL;
-  Py_DECREF(p);
-  if (rc != 0)
-    return NULL;
   Py_RETURN_NONE;
 }
 
