@@ -537,12 +537,53 @@ static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
+/* Ends, at t, the suspension of a parked generator frame: its generator
+ * finished without running its frame (3.13+ closes a generator suspended
+ * outside any try block that way, with no event). */
+static void drop_parked(lp_profiler_t *p, uintptr_t key, uint64_t t) {
+  uintptr_t user = 0;
+  if (lp_engine_drop(&p->eng, key, t, &user))
+    lp__release_user(p, user);
+}
+
+/* Drops parked frames whose generator has finished (gi_frame and its
+ * coroutine/async twins are None). Only frames holding a weak reference
+ * are checked: their generator is known to be alive. */
+static void reap_finished(lp_profiler_t *p, uint64_t t) {
+  static const char *const attrs[] = {"", "gi_frame", "cr_frame", "ag_frame"};
+  size_t i;
+  for (i = 0; p->eng.parked.keys != NULL && i <= p->eng.parked.mask; i++) {
+    uintptr_t key = p->eng.parked.keys[i];
+    lp_frame_t *fr;
+    PyObject *frame;
+    if (key == 0)
+      continue;
+    fr = &p->eng.pool[p->eng.parked.vals[i]];
+    if (fr->user == 0 || fr->func->kind == LP_KIND_FUNCTION)
+      continue;
+    frame = PyObject_GetAttrString((PyObject *)key, attrs[fr->func->kind]);
+    if (frame == Py_None) {
+      drop_parked(p, key, t);
+      i--; /* backward-shift deletion may have moved an entry here */
+    }
+    Py_XDECREF(frame);
+    PyErr_Clear();
+  }
+}
+
+static PyObject *Profiler_drop(lp_profiler_t *p, PyObject *gen) {
+  drop_parked(p, (uintptr_t)gen, lp_engine_now(&p->eng));
+  Py_RETURN_NONE;
+}
+
 static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
   lp_meta_t meta = {0};
   task_list_t tl;
   PyObject *r;
+  uint64_t now = lp_engine_now(&p->eng);
   (void)unused;
-  lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
+  reap_finished(p, now);
+  lp_engine_settle(&p->eng, now);
   if (build_meta(&meta, NULL) != 0) {
     lp_meta_close(&meta);
     return NULL;
@@ -570,6 +611,7 @@ static PyObject *Profiler_dump(lp_profiler_t *p, PyObject *args,
   if (!PyUnicode_FSConverter(path_obj, &bytes))
     return NULL;
   path = PyBytes_AS_STRING(bytes);
+  reap_finished(p, lp_engine_now(&p->eng));
   lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
   if (build_meta(&meta, extra) != 0)
     goto fail;
@@ -641,6 +683,9 @@ static PyMethodDef Profiler_methods[] = {
      "dump(path, meta=None)\nWrite the profile to path atomically."},
     {"clear", (PyCFunction)Profiler_clear_stats, METH_NOARGS,
      "Zero every counter."},
+    {"drop", (PyCFunction)Profiler_drop, METH_O,
+     "drop(gen)\nEnd now the suspension of generator/coroutine gen, which "
+     "was closed without running its frame. No-op if it is not suspended."},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Profiler_getset[] = {
