@@ -1,0 +1,528 @@
+"""kernprof: run a script, module or code string under a profiler.
+
+Command-line compatible with line_profiler 5's ``kernprof``::
+
+    kernprof -l [options] script.py [args...]
+    kernprof -l [options] -m package.module [args...]
+    kernprof -l [options] -c "code" [args...]
+
+``-l`` line-profiles the functions decorated with ``@profile`` (or
+``@lineprof.profile``) into ``<script>.lprof``; without it the whole run
+goes through :mod:`cProfile` into ``<script>.prof``.  The code runs as
+``__main__`` exactly as ``python`` would run it, and its exit status is
+kept.  The console-script entry point is :func:`kernprof.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import contextlib
+import cProfile
+import importlib.machinery
+import importlib.util
+import os
+import pstats
+import runpy
+import shlex
+import sys
+import types
+import zipfile
+from typing import Any, List, Optional, Sequence, Tuple
+
+import lineprof
+from lineprof.api import ByCountWrapping
+from lineprof.cli import positive_float
+from lineprof.explicit import python_command
+from lineprof.report import RICH_MISSING, rich_available
+
+__all__ = ["ContextualProfile", "KernprofError", "build_parser", "main"]
+
+PROG = "kernprof"
+DEFAULT_UNIT = 1e-6
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_RUNPY_FILES = {getattr(runpy, "__file__", None), "<frozen runpy>"}
+
+
+class KernprofError(Exception):
+    """A user error kernprof reports as one line, ``kernprof: error: <message>``, exit 1."""
+
+
+class ContextualProfile(ByCountWrapping, cProfile.Profile):
+    """cProfile with kernprof's decorator, ``with`` and by-count enabling (``-b`` without ``-l``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.enable_count = 0
+
+    def enable_by_count(self) -> None:
+        """Enable cProfile when the count goes from 0 to 1; returns None."""
+        if self.enable_count == 0:
+            self.enable()
+        self.enable_count += 1
+
+    def disable_by_count(self) -> None:
+        """Disable cProfile when the count drops to 0; returns None."""
+        if self.enable_count > 0:
+            self.enable_count -= 1
+            if self.enable_count == 0:
+                self.disable()
+
+    def __call__(self, func: Any) -> Any:
+        return self.wrap_callable(func)
+
+    def __enter__(self) -> "ContextualProfile":
+        self.enable_by_count()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.disable_by_count()
+
+    def runcall(self, func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.enable_by_count()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.disable_by_count()
+
+
+# -- argument parsing ---------------------------------------------------------
+
+# Options taking a value, to find where `-m`/`-c` stand among the options.
+_SHORT_WITH_VALUE = set("osu")
+_SHORT_OPTIONAL_VALUE = set("i")
+_LONG_WITH_VALUE = {"--outfile", "--setup", "--unit"}
+_LONG_OPTIONAL_VALUE = {"--output-interval"}
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, List[str]]]:
+    """Find ``-m MODULE`` or ``-c CODE`` among the options, before any script name.
+
+    Returns ``(options, "m" or "c", value, args)``, or None when a script
+    name (or ``--``) comes first.  Raises KernprofError if the flag has no
+    value.
+    """
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--" or tok == "-" or not tok.startswith("-"):
+            return None
+        if tok.startswith("--"):
+            if "=" not in tok:
+                if tok in _LONG_WITH_VALUE:
+                    i += 1
+                elif (tok in _LONG_OPTIONAL_VALUE and i + 1 < len(argv)
+                      and _is_int(argv[i + 1])):
+                    i += 1
+            i += 1
+            continue
+        for j in range(1, len(tok)):  # a cluster of short flags, e.g. -lvo out
+            ch = tok[j]
+            if ch in "mc":
+                if j + 1 < len(tok):
+                    value, rest = tok[j + 1:], list(argv[i + 1:])
+                elif i + 1 < len(argv):
+                    value, rest = argv[i + 1], list(argv[i + 2:])
+                else:
+                    raise KernprofError(f"argument -{ch}: expected one argument")
+                options = list(argv[:i]) + ([tok[:j]] if j > 1 else [])
+                return options, ch, value, rest
+            if ch in _SHORT_WITH_VALUE:
+                if j == len(tok) - 1:
+                    i += 1  # the value is the next word
+                break
+            if ch in _SHORT_OPTIONAL_VALUE:
+                if j == len(tok) - 1 and i + 1 < len(argv) and _is_int(argv[i + 1]):
+                    i += 1
+                break
+        i += 1
+    return None
+
+
+def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
+    """Return kernprof's parser; ``with_script=False`` parses only the options before -m/-c."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False,
+        description="Run and profile a Python script, module (-m) or code string (-c).")
+    prof = parser.add_argument_group("profiling options")
+    prof.add_argument("-l", "--line-by-line", action="store_true",
+                      help="line-profile the functions decorated with @profile "
+                           "(instead of cProfile); implies --builtin")
+    prof.add_argument("-b", "--builtin", action="store_true",
+                      help="put `profile` in the builtins: @profile, `with profile:`, "
+                           "profile.enable_by_count()/disable_by_count()")
+    prof.add_argument("-s", "--setup", metavar="SETUP",
+                      help="Python file to run before the profiled code, outside the profiler")
+    out = parser.add_argument_group("output options")
+    out.add_argument("-o", "--outfile", metavar="OUTFILE",
+                     help="where to save the profile (default: <script>.lprof with -l, "
+                          "<script>.prof without)")
+    out.add_argument("-v", "--verbose", "--view", action="count", default=0,
+                     help="show the results after saving them")
+    out.add_argument("-q", "--quiet", action="count", default=0,
+                     help="print less: once, no 'Wrote profile results' message; "
+                          "twice, no stdout; three times, no stderr")
+    out.add_argument("-r", "--rich", action="store_true",
+                     help="syntax-highlighted results with -v (needs the 'rich' package)")
+    out.add_argument("-u", "--unit", type=positive_float, default=DEFAULT_UNIT,
+                     help=f"output unit in seconds for -v (default: {DEFAULT_UNIT:g})")
+    out.add_argument("-z", "--skip-zero", action="store_true",
+                     help="with -v, hide functions that were never called")
+    out.add_argument("--summarize", action="store_true",
+                     help="with -v, end with one line of total time per function")
+    out.add_argument("-i", "--output-interval", type=int, nargs="?", const=1, default=None,
+                     metavar="SECONDS", help="(not supported yet)")
+    if with_script:
+        parser.add_argument("script", nargs="?", metavar='{path/to/script | -m module | -c "code"}',
+                            help="the script, module or code to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Return the options, with ``mode`` ("script", "m" or "c") and ``target`` set.
+
+    argparse's usage errors raise SystemExit(2).
+    """
+    try:
+        special = split_special(argv)
+    except KernprofError as exc:
+        build_parser().error(str(exc))
+    if special is None:
+        parser = build_parser()
+        opts = parser.parse_args(argv)
+        if opts.script is None:
+            parser.error("nothing to run: give a script, -m module or -c code")
+        opts.mode, opts.target = "script", opts.script
+    else:
+        options, flag, value, rest = special
+        opts = build_parser(with_script=False).parse_args(options)
+        if opts.args:  # cannot happen: split_special stops at the first word
+            build_parser().error(f"unexpected arguments before -{flag}: {opts.args}")
+        opts.mode, opts.target, opts.args = flag, value, rest
+    opts.verbosity = opts.verbose - opts.quiet
+    return opts
+
+
+# -- running the code ---------------------------------------------------------
+
+def default_outfile(mode: str, target: str, line_by_line: bool) -> str:
+    """Return kernprof's default output name: ``<script basename>``, the module name or ``kernprof-command``, plus .lprof/.prof."""
+    ext = ".lprof" if line_by_line else ".prof"
+    if mode == "m":
+        base = target
+    elif mode == "c":
+        base = "kernprof-command"
+    else:
+        base = os.path.basename(os.path.normpath(target))
+    return base + ext
+
+
+def find_script(name: str) -> str:
+    """Return the path of script ``name``: as given, else searched on PATH.  Raises KernprofError."""
+    if os.path.isfile(name) or _runnable_dir(name):
+        return name
+    if os.sep not in name and (os.altsep is None or os.altsep not in name):
+        for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(folder, name)
+            if folder and os.path.isfile(candidate):
+                return candidate
+    if os.path.isdir(name):
+        raise KernprofError(f"can't find '__main__' module in {name!r}")
+    raise KernprofError(f"could not find script {name!r}")
+
+
+def _runnable_dir(path: str) -> bool:
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "__main__.py"))
+    return False
+
+
+def check_module(name: str) -> None:
+    """Return None if ``python -m name`` could run it; raise KernprofError otherwise."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, TypeError, AttributeError):
+        spec = None
+    if spec is None:
+        raise KernprofError(f"no module named {name!r}")
+    if spec.submodule_search_locations is not None:
+        try:
+            main_spec = importlib.util.find_spec(name + ".__main__")
+        except (ImportError, ValueError):
+            main_spec = None
+        if main_spec is None:
+            raise KernprofError(f"{name!r} is a package and cannot be directly executed "
+                                f"(no {name}.__main__)")
+
+
+def _set_path0(entry: str) -> None:
+    if sys.path:
+        sys.path[0] = entry
+    else:
+        sys.path.insert(0, entry)
+
+
+def _main_module(**attrs: Any) -> types.ModuleType:
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__builtins__=builtins, __spec__=None, __package__=None, **attrs)
+    sys.modules["__main__"] = module
+    return module
+
+
+def _exec_file(path: str, namespace: dict) -> None:
+    with open(path, "rb") as f:
+        source = f.read()
+    exec(compile(source, path, "exec", dont_inherit=True), namespace)
+
+
+def prepare(opts: argparse.Namespace) -> None:
+    """Set sys.argv and sys.path[0] as python would for the target; returns None.
+
+    Raises KernprofError if the script or module cannot be found.
+    """
+    if opts.mode == "script":
+        path = find_script(opts.target)
+        opts.script_path = path
+        sys.argv = [opts.target, *opts.args]
+        if os.path.isdir(path) or zipfile.is_zipfile(path):
+            return  # runpy.run_path puts the directory or zip on sys.path itself
+        abs_path = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+        opts.script_path = abs_path
+        _set_path0(os.path.dirname(os.path.realpath(abs_path)))
+    elif opts.mode == "m":
+        sys.argv = [opts.target, *opts.args]  # runpy replaces argv[0] with the file
+        _set_path0(os.getcwd())
+        check_module(opts.target)
+    else:
+        sys.argv = ["-c", *opts.args]
+        _set_path0("")
+
+
+def run_target(opts: argparse.Namespace) -> None:
+    """Run the script, module or code as ``__main__``; returns None, raises what it raises."""
+    if opts.mode == "script":
+        path = opts.script_path
+        if os.path.isdir(path) or zipfile.is_zipfile(path):
+            runpy.run_path(path, run_name="__main__")
+            return
+        module = _main_module(
+            __file__=path, __cached__=None,
+            __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+        _exec_file(path, module.__dict__)
+    elif opts.mode == "m":
+        runpy.run_module(opts.target, run_name="__main__", alter_sys=True)
+    else:
+        module = _main_module(__loader__=importlib.machinery.BuiltinImporter)
+        exec(compile(opts.target, "<string>", "exec", dont_inherit=True), module.__dict__)
+
+
+def find_setup(path: str) -> str:
+    """Return the absolute path of setup file ``path``; raise KernprofError if it is missing."""
+    if not os.path.isfile(path):
+        raise KernprofError(f"could not find setup file {path!r}")
+    return os.path.abspath(path)
+
+
+def run_setup(abs_path: str) -> None:
+    """Execute the setup file ``abs_path`` as ``__main__`` in a namespace of its own; returns None."""
+    folder = os.path.dirname(abs_path)
+    sys.path.insert(0, folder)
+    try:
+        _exec_file(abs_path, {"__file__": abs_path, "__name__": "__main__",
+                              "__builtins__": builtins})
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
+# -- tracebacks -----------------------------------------------------------------
+
+def _is_ours(filename: str) -> bool:
+    return os.path.dirname(os.path.abspath(filename)) == _HERE
+
+
+def trim_traceback(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
+    """Return ``tb`` without kernprof's (and runpy's) frames in front of the user's code."""
+    last_ours = None
+    t = tb
+    while t is not None:
+        if _is_ours(t.tb_frame.f_code.co_filename):
+            last_ours = t
+        t = t.tb_next
+    if last_ours is None:
+        return tb
+    t = last_ours.tb_next
+    while t is not None and t.tb_frame.f_code.co_filename in _RUNPY_FILES:
+        t = t.tb_next
+    return t
+
+
+def _print_exception(exc: BaseException) -> None:
+    # The default hook shows exc.__traceback__, whatever tb it is given.
+    tb = trim_traceback(exc.__traceback__)
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+def _install_trimming_excepthook() -> None:
+    previous = sys.excepthook
+
+    def hook(exc_type: Any, exc: Any, tb: Any) -> None:
+        tb = trim_traceback(tb)
+        if isinstance(exc, BaseException):
+            exc = exc.with_traceback(tb)
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+# -- main -------------------------------------------------------------------------
+
+def _say(stream: Any, text: str) -> None:
+    with contextlib.suppress(Exception):
+        stream.write(text + "\n")
+        stream.flush()
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run kernprof with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    The profiled code's own ``SystemExit`` and ``KeyboardInterrupt`` are
+    re-raised after the profile is written, so the process ends as
+    ``python`` would have; another uncaught exception prints its traceback
+    and returns 1.  Usage errors raise SystemExit(2).
+    """
+    opts = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if opts.output_interval is not None:
+        _error("-i/--output-interval is not supported yet")
+        return 2
+    if opts.rich and not rich_available():
+        _error(RICH_MISSING)
+        return 2
+
+    saved_argv, saved_path = list(sys.argv), list(sys.path)
+    saved_main = sys.modules.get("__main__")
+    missing = object()
+    saved_builtin = builtins.__dict__.get("profile", missing)
+    try:
+        return _profile_and_report(opts)
+    except KernprofError as exc:
+        _error(str(exc))
+        return 1
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        if saved_builtin is missing:
+            builtins.__dict__.pop("profile", None)
+        else:
+            builtins.profile = saved_builtin
+        lineprof.profile._install(None)
+
+
+def _make_profiler(line_by_line: bool) -> Any:
+    if not line_by_line:
+        return ContextualProfile()
+    try:
+        return lineprof.LineProfiler()
+    except ImportError as exc:
+        raise KernprofError(f"line profiling needs the lineprof C extension, "
+                            f"which failed to import: {exc}") from None
+
+
+def _profile_and_report(opts: argparse.Namespace) -> int:
+    line = opts.line_by_line
+    builtin = opts.builtin or line
+    outfile = opts.outfile or default_outfile(opts.mode, opts.target, line)
+    setup = find_setup(opts.setup) if opts.setup else None
+    prof = _make_profiler(line)  # before sys.path[0] changes: may import the extension
+    prepare(opts)
+    lineprof.profile._install(prof)
+    if builtin:
+        builtins.profile = prof
+
+    stdout = sys.stdout
+    with contextlib.ExitStack() as quiet:
+        if opts.verbosity < -1:
+            devnull = quiet.enter_context(open(os.devnull, "w"))
+            quiet.enter_context(contextlib.redirect_stdout(devnull))
+            stdout = devnull
+            if opts.verbosity < -2:
+                quiet.enter_context(contextlib.redirect_stderr(devnull))
+        outcome: Optional[BaseException] = None
+        try:
+            if setup:
+                run_setup(setup)  # outside the profiler
+            if line:
+                prof.enable_by_count()  # on for the whole run
+                try:
+                    run_target(opts)
+                finally:
+                    prof.disable_by_count()
+            elif builtin:
+                run_target(opts)
+            else:
+                prof.runcall(run_target, opts)
+        except BaseException as exc:  # the script's own outcome, kept for later
+            outcome = exc
+        finally:
+            while getattr(prof, "enable_count", 0) > 0:
+                prof.disable_by_count()
+        status = _write_and_show(prof, opts, outfile, stdout)
+
+    if outcome is None:
+        return status
+    if isinstance(outcome, SystemExit):
+        raise outcome
+    if isinstance(outcome, KeyboardInterrupt):
+        _install_trimming_excepthook()
+        raise outcome
+    _print_exception(outcome)
+    return 1
+
+
+def _write_and_show(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> int:
+    """Write the profile, say where, and show it with -v; return 0, or 1 if writing failed."""
+    try:
+        prof.dump_stats(outfile)
+    except OSError as exc:
+        _error(f"could not write profile to {outfile!r}: {exc.strerror or exc}")
+        return 1
+    if opts.verbosity >= 0:
+        _say(stdout, f"Wrote profile results to {outfile!r}")
+    try:
+        _show(prof, opts, outfile, stdout)
+    except BrokenPipeError:  # the reader of our output went away
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+    return 0
+
+
+def _show(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> None:
+    line = opts.line_by_line
+    if opts.verbosity > 0:
+        if line:
+            prof.print_stats(stream=stdout, output_unit=opts.unit, stripzeros=opts.skip_zero,
+                             summarize=opts.summarize, rich=opts.rich)
+        else:
+            try:
+                pstats.Stats(prof, stream=stdout).strip_dirs().sort_stats(-1).print_stats()
+            except TypeError:  # pstats refuses an empty profile
+                _say(stdout, "No profile data.")
+    elif opts.verbosity >= 0:
+        viewer = "lineprof" if line else "pstats"
+        _say(stdout, f"Inspect results with:\n{python_command()} -m {viewer} {shlex.quote(outfile)}")

@@ -1,0 +1,103 @@
+"""Argument parsing and work for ``python -m lineprof FILE...``.
+
+Errors a user can fix print one line, ``lineprof: <message>``, on stderr
+and exit 1 (2 for usage errors, as argparse does); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from typing import Optional, Sequence
+
+from .errors import LineprofError
+from .report import require_rich, show_text
+from .stats import load_stats, merge_stats
+
+__all__ = ["build_parser", "main", "positive_float"]
+
+PROG = "lineprof"
+DEFAULT_UNIT = 1e-6
+
+
+def positive_float(text: str) -> float:
+    """Return ``text`` as a positive finite float; raise ArgumentTypeError otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for ``python -m lineprof``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Show line profiling results (.lprof files written by "
+                    "kernprof -l, LINEPROF=1 or LineProfiler.dump_stats). "
+                    "Several files are summed.")
+    parser.add_argument("-u", "--unit", type=positive_float, default=DEFAULT_UNIT,
+                        help=f"output unit in seconds for times (default: {DEFAULT_UNIT:g})")
+    parser.add_argument("-z", "--skip-zero", action="store_true",
+                        help="hide functions that were never called")
+    parser.add_argument("-s", "--sort", action="store_true",
+                        help="order functions by ascending total time")
+    parser.add_argument("--summarize", action="store_true",
+                        help="end with one line of total time per function")
+    parser.add_argument("-m", "--max", action="store_true", dest="show_max",
+                        help="add the Max column (longest single stretch) for plain functions too")
+    parser.add_argument("-t", "--tasks", action="store_true",
+                        help="add the Tasks section")
+    parser.add_argument("-r", "--rich", action="store_true",
+                        help="syntax-highlighted output (needs the 'rich' package)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the merged profile as JSON (format version 1) instead")
+    parser.add_argument("files", nargs="+", metavar="FILE", help=".lprof file(s) to show")
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``python -m lineprof`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    argparse's usage errors raise SystemExit(2).
+    """
+    args = build_parser().parse_args(argv)
+    if args.rich and not args.json:
+        try:
+            require_rich()
+        except LineprofError as exc:
+            _error(str(exc))
+            return 2
+    try:
+        stats = merge_stats([load_stats(path) for path in args.files])
+        if args.json:
+            sys.stdout.write(stats.to_json(indent=2) + "\n")
+        else:
+            show_text(stats, output_unit=args.unit, stripzeros=args.skip_zero,
+                      summarize=args.summarize, sort=args.sort, rich=args.rich,
+                      show_max=args.show_max, tasks=args.tasks)
+        sys.stdout.flush()
+    except LineprofError as exc:
+        _error(str(exc))
+        return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly.
+        _silence_stdout()
+        return 1
+    return 0
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

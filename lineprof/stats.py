@@ -1,0 +1,350 @@
+"""Plain stats objects: what the reporters read and ``.lprof`` files hold.
+
+Nothing here needs the C extension except :func:`load_stats`, which imports
+it only when called.  The reporters work on :class:`LineStats` alone, so
+they can be tested on hand-made data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickletools
+import shlex
+from dataclasses import dataclass, field
+from typing import IO, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+
+from .errors import LineprofError
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "LineRecord",
+    "FunctionStats",
+    "LineStats",
+    "merge_stats",
+    "load_stats",
+]
+
+#: The function kinds, as stored in profiles and in the JSON output.
+KINDS = ("function", "generator", "coroutine", "async_generator")
+
+#: Version of the public JSON format (``docs/lineprof.schema.json``).
+SCHEMA_VERSION = 1
+
+DEFAULT_UNIT = 1e-9
+
+# line_profiler's key: (filename, firstlineno, funcname).
+TimingsKey = Tuple[str, int, str]
+
+
+class LineRecord(NamedTuple):
+    """Counters for one source line; times are integers in the stats' unit."""
+
+    hits: int
+    time: int
+    await_: int = 0
+    max_: int = 0
+
+
+@dataclass
+class FunctionStats:
+    """The per-line counters of one profiled function.
+
+    ``lines`` maps a line number to its :class:`LineRecord`; lines that never
+    ran may be absent.
+    """
+
+    file: str
+    name: str
+    firstlineno: int
+    kind: str = "function"
+    lines: Dict[int, LineRecord] = field(default_factory=dict)
+
+    @property
+    def key(self) -> TimingsKey:
+        """Return line_profiler's key for this function: (file, firstlineno, name)."""
+        return (self.file, self.firstlineno, self.name)
+
+    @property
+    def total_time(self) -> int:
+        """Return the active time summed over all lines."""
+        return sum(r.time for r in self.lines.values())
+
+    @property
+    def total_await(self) -> int:
+        """Return the suspended time summed over all lines."""
+        return sum(r.await_ for r in self.lines.values())
+
+    @property
+    def total_hits(self) -> int:
+        """Return the hits summed over all lines."""
+        return sum(r.hits for r in self.lines.values())
+
+    @property
+    def is_async(self) -> bool:
+        """Return True for kinds that can suspend (coroutines and generators)."""
+        return self.kind != "function"
+
+    def timings(self) -> List[Tuple[int, int, int]]:
+        """Return ``[(lineno, hits, time), ...]`` sorted by line, as line_profiler has it."""
+        return [(ln, r.hits, r.time) for ln, r in sorted(self.lines.items())]
+
+
+class LineStats:
+    """A whole profile: functions, their line counters, tasks and metadata.
+
+    ``timings`` and ``unit`` read like line_profiler's ``LineStats``, so code
+    written for line_profiler's stats keeps working; ``functions`` holds the
+    richer data (await time, longest stretch, function kind).
+    """
+
+    def __init__(
+        self,
+        functions: Iterable[FunctionStats] = (),
+        unit: float = DEFAULT_UNIT,
+        tasks: Iterable[Any] = (),
+        meta: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        self.functions: List[FunctionStats] = list(functions)
+        self.unit = float(unit)
+        self.tasks: List[Any] = list(tasks)
+        self.meta: Dict[str, Any] = dict(meta or {})
+
+    # -- construction -------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LineStats":
+        """Build stats from the extension's dict or from parsed JSON v1.
+
+        Lines may be ``(lineno, hits, time[, await, max])`` sequences or
+        dicts with those keys.  Raises :class:`LineprofError` if the data
+        does not have that shape.
+        """
+        try:
+            functions = []
+            for fd in data["functions"]:
+                lines = {}
+                for item in fd["lines"]:
+                    if isinstance(item, Mapping):
+                        rec = (item["lineno"], item["hits"], item["time"],
+                               item.get("await", 0), item.get("max", 0))
+                    else:
+                        rec = tuple(item) + (0, 0)
+                    lineno = int(rec[0])
+                    lines[lineno] = LineRecord(*(int(v) for v in rec[1:5]))
+                kind = fd.get("kind", "function")
+                if kind not in KINDS:
+                    raise ValueError(f"unknown function kind {kind!r}")
+                functions.append(FunctionStats(
+                    str(fd["file"]), str(fd["name"]), int(fd["firstlineno"]),
+                    kind, lines))
+            stats = cls(functions, data.get("unit", DEFAULT_UNIT),
+                        data.get("tasks") or (), data.get("meta") or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LineprofError(f"malformed stats: {exc}") from None
+        if len({fs.key for fs in stats.functions}) < len(stats.functions):
+            stats = cls.merge(stats)  # one entry per (file, firstlineno, name)
+        return stats
+
+    @classmethod
+    def from_timings(
+        cls, timings: Mapping[TimingsKey, Iterable[Tuple[int, int, int]]],
+        unit: float = DEFAULT_UNIT,
+    ) -> "LineStats":
+        """Build stats from line_profiler-style ``timings``; every function is plain."""
+        functions = []
+        for (file, firstlineno, name), entries in timings.items():
+            lines = {ln: LineRecord(hits, time) for ln, hits, time in entries}
+            functions.append(FunctionStats(file, name, firstlineno, "function", lines))
+        return cls(functions, unit)
+
+    @classmethod
+    def merge(cls, *stats: "LineStats") -> "LineStats":
+        """Return new stats summing hits, time and await per line, with the max of ``max_``.
+
+        Functions match on (file, firstlineno, name); their order is that of
+        first appearance.  Stats in different units are converted to the
+        finest one.  With no argument, returns empty stats.
+        """
+        if not stats:
+            return cls()
+        unit = min(s.unit for s in stats)
+        merged: Dict[TimingsKey, FunctionStats] = {}
+        tasks: List[Any] = []
+        meta: Dict[str, Any] = {}
+        for s in stats:
+            scale = s.unit / unit
+            for fs in s.functions:
+                target = merged.get(fs.key)
+                if target is None:
+                    target = merged[fs.key] = FunctionStats(
+                        fs.file, fs.name, fs.firstlineno, fs.kind, {})
+                for lineno, r in fs.lines.items():
+                    old = target.lines.get(lineno, LineRecord(0, 0, 0, 0))
+                    target.lines[lineno] = LineRecord(
+                        old.hits + r.hits,
+                        old.time + _scaled(r.time, scale),
+                        old.await_ + _scaled(r.await_, scale),
+                        max(old.max_, _scaled(r.max_, scale)),
+                    )
+            tasks.extend(s.tasks)
+            for k, v in s.meta.items():
+                meta.setdefault(k, v)
+        return cls(merged.values(), unit, tasks, meta)
+
+    # -- line_profiler compatibility -------------------------------------
+
+    @property
+    def timings(self) -> Dict[TimingsKey, List[Tuple[int, int, int]]]:
+        """Return ``{(file, firstlineno, name): [(lineno, hits, time), ...]}`` like line_profiler."""
+        out: Dict[TimingsKey, List[Tuple[int, int, int]]] = {}
+        for fs in self.functions:
+            out.setdefault(fs.key, []).extend(fs.timings())
+        return out
+
+    def __add__(self, other: "LineStats") -> "LineStats":
+        return type(self).merge(self, other)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineStats):
+            return NotImplemented
+        return (self.unit == other.unit and self.functions == other.functions
+                and self.tasks == other.tasks)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self.functions)} functions, "
+                f"unit={self.unit:g})")
+
+    # -- output --------------------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Return the public JSON v1 object (see ``docs/lineprof.schema.json``)."""
+        return {
+            "format": "lineprof",
+            "version": SCHEMA_VERSION,
+            "unit": self.unit,
+            "functions": [
+                {
+                    "file": fs.file,
+                    "name": fs.name,
+                    "firstlineno": fs.firstlineno,
+                    "kind": fs.kind,
+                    "lines": [
+                        {"lineno": ln, "hits": r.hits, "time": r.time,
+                         "await": r.await_, "max": r.max_}
+                        for ln, r in sorted(fs.lines.items())
+                    ],
+                }
+                for fs in self.functions
+            ],
+            "tasks": list(self.tasks),
+        }
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        """Return :meth:`to_dict` serialised as a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def print(
+        self,
+        stream: Optional[IO[str]] = None,
+        output_unit: Optional[float] = None,
+        stripzeros: bool = False,
+        details: bool = True,
+        summarize: bool = False,
+        sort: bool = False,
+        rich: bool = False,
+        *,
+        show_max: bool = False,
+        tasks: bool = False,
+    ) -> None:
+        """Write the text report (see :func:`lineprof.report.show_text`); returns None."""
+        from .report import show_text
+
+        show_text(self, output_unit=output_unit, stream=stream,
+                  stripzeros=stripzeros, details=details, summarize=summarize,
+                  sort=sort, rich=rich, show_max=show_max, tasks=tasks)
+
+
+def _scaled(value: int, scale: float) -> int:
+    return value if scale == 1.0 else int(round(value * scale))
+
+
+def merge_stats(stats: Iterable[LineStats]) -> LineStats:
+    """Return the sum of ``stats`` (see :meth:`LineStats.merge`)."""
+    return LineStats.merge(*stats)
+
+
+# -- reading files ------------------------------------------------------
+
+def load_stats(path: "os.PathLike[str] | str") -> LineStats:
+    """Read a ``.lprof`` file written by lineprof and return its stats.
+
+    Raises :class:`LineprofError` with the file name in the message for a
+    missing file, a directory, an empty or damaged file, or a
+    line_profiler pickle.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise LineprofError(f"{path}: is a directory, not a profile file")
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise LineprofError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise LineprofError(f"{path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise LineprofError(f"{path}: empty file, not a lineprof profile")
+    try:
+        from . import _lineprof
+    except ImportError as exc:
+        _raise_if_pickle(path)
+        raise LineprofError(
+            f"cannot read {path}: the lineprof C extension is not available ({exc})"
+        ) from None
+    try:
+        data = _lineprof.read_file(path)
+    except _lineprof.FormatError as exc:
+        _raise_if_pickle(path)
+        raise LineprofError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise LineprofError(f"{path}: {exc.strerror or exc}") from None
+    return LineStats.from_dict(data)
+
+
+_LINE_PROFILER_MARKS = ("line_profiler", "LineStats", "timings")
+
+
+def _raise_if_pickle(path: str) -> None:
+    """Raise LineprofError if ``path`` holds a pickle; never unpickles it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            kind = _sniff_pickle(f)
+    except OSError:
+        return
+    looks_pickled = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    if kind == "line_profiler" or (looks_pickled and kind != "pickle"):
+        cmd = "python -m line_profiler " + shlex.quote(path)
+        raise LineprofError(
+            f"{path} is a line_profiler pickle, not a lineprof profile; "
+            f"view it with: {cmd}")
+    if kind == "pickle":
+        raise LineprofError(f"{path} is a Python pickle, not a lineprof profile")
+
+
+def _sniff_pickle(f: IO[bytes], max_ops: int = 10000) -> Optional[str]:
+    """Return "line_profiler", "pickle" or None by reading opcodes only (no code runs)."""
+    try:
+        for n, (op, arg, _pos) in enumerate(pickletools.genops(f)):
+            if isinstance(arg, str) and any(m in arg for m in _LINE_PROFILER_MARKS):
+                return "line_profiler"
+            if n == 0 and op.name != "PROTO" or n >= max_ops:
+                return None
+            if op.name == "STOP":
+                return "pickle"
+    except Exception:  # not a pickle, or a truncated one
+        return None
+    return None
+
