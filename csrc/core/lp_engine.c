@@ -195,6 +195,7 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
       return err; /* still parked, its suspension still open */
     end_suspension(lp_engine_top(th), t);
     lp_engine_top(th)->outer = is_outer(th);
+    lp_engine_top(th)->task_mark = t;
     lp_map_del(&e->parked, key);
     pool_give(e, (uint32_t)v);
     e->nparked--;
@@ -247,6 +248,7 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
       fr->mark = t;
       if (fr->task != NULL && fr->outer) {
         fr->task->time += t - fr->task_mark;
+        fr->task->last = t;
         fr->task_mark = t;
       }
     }

@@ -58,8 +58,9 @@ int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
                  uint64_t t, lp_task_t **out);
 
 /* Drops one reference (a frame ended, or the task object died). At zero the
- * task is retired: kept whole or folded. Returns 0, or LP_ENOMEM when a
- * fold could not be created (the task is then kept whole regardless). */
+ * task is retired: kept whole or folded. Returns 0, or LP_ENOMEM when it
+ * could be neither folded nor kept: then its totals are lost. A fold that
+ * fails keeps the task whole, one over the bound. */
 int lp_tasks_unref(lp_tasks_t *r, lp_task_t *task);
 
 /* Zeroes every total, and forgets retired tasks and folds. */

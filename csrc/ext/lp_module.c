@@ -638,6 +638,8 @@ fail:
 
 static PyObject *Profiler_clear_stats(lp_profiler_t *p, PyObject *unused) {
   (void)unused;
+  /* Open stretches count up to now, and so vanish with the rest. */
+  lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
   lp_table_clear(&p->eng.table);
   lp_tasks_clear(&p->eng.tasks);
   Py_RETURN_NONE;
