@@ -432,7 +432,25 @@ static int Profiler_traverse(lp_profiler_t *p, visitproc visit, void *arg) {
   return 0;
 }
 
+static void drop_user_cb(uintptr_t user) { Py_XDECREF((PyObject *)user); }
+
+/* Removes the hook if it is this profiler's. Called from tp_clear, which the
+ * garbage collector may run before tp_dealloc, and from tp_dealloc. */
+static void unhook(lp_profiler_t *p) {
+  PyObject *exc_type, *exc, *tb;
+  if (active == p)
+    active = NULL;
+  if (lp__hooked != p)
+    return;
+  PyErr_Fetch(&exc_type, &exc, &tb);
+  p->recording = 0;
+  lp__hook_remove(p);
+  lp__hooked = NULL;
+  PyErr_Restore(exc_type, exc, tb);
+}
+
 static int Profiler_clear(lp_profiler_t *p) {
+  unhook(p);
   Py_CLEAR(p->codes);
   Py_CLEAR(p->wr_cb);
   Py_CLEAR(p->task_cb);
@@ -442,20 +460,9 @@ static int Profiler_clear(lp_profiler_t *p) {
   return 0;
 }
 
-static void drop_user_cb(uintptr_t user) { Py_XDECREF((PyObject *)user); }
-
 static void Profiler_dealloc(lp_profiler_t *p) {
   PyObject_GC_UnTrack(p);
-  if (active == p)
-    active = NULL;
-  if (lp__hooked == p) {
-    PyObject *exc_type, *exc, *tb;
-    PyErr_Fetch(&exc_type, &exc, &tb);
-    p->recording = 0;
-    lp__hook_remove(p);
-    lp__hooked = NULL;
-    PyErr_Restore(exc_type, exc, tb);
-  }
+  unhook(p);
   lp_engine_each_user(&p->eng, drop_user_cb);
   lp_engine_close(&p->eng);
   lp_map_close(&p->wr_keys);
