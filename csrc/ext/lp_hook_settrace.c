@@ -7,6 +7,8 @@
 
 #ifdef LP_BACKEND_SETTRACE
 
+static void untrace_this_thread(void);
+
 static lp_func_t *func_of(lp_profiler_t *p, PyFrameObject *frame) {
   PyCodeObject *code = PyFrame_GetCode(frame);
   lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)code);
@@ -31,10 +33,15 @@ static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
     PyObject *gen = lp_compat_frame_gen(frame);
     uintptr_t key = gen != NULL ? (uintptr_t)gen : (uintptr_t)frame;
     err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
-    if (err < 0)
+    if (err < 0) {
       lp__fail(p, err, "resume");
-    else if (err == 0)
-      lp__attach_task(p, th, t); /* a new frame, not a parked one */
+    } else if (err == 0) {
+      /* A new frame, or one suspended since before its code was added, whose
+       * line events we switched off then. */
+      if (lp_compat_line_events_on(frame) != 0)
+        lp__fail(p, LP_EINVAL, "turning on line events");
+      lp__attach_task(p, th, t);
+    }
     return;
   }
   if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0)
@@ -97,7 +104,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   lp_frame_t *top;
   if (LP_UNLIKELY(!p->recording)) {
     if (!p->enabled || lp__hooked != p)
-      PyEval_SetTrace(NULL, NULL); /* a thread still hooked after disable */
+      untrace_this_thread(); /* a thread still hooked after disable */
     return 0;
   }
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))
@@ -143,6 +150,23 @@ static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
 
 static PyMethodDef bootstrap_def = {"_thread_bootstrap", thread_bootstrap,
                                     METH_VARARGS, NULL};
+static PyObject *bootstrap; /* what we gave threading.settrace */
+static int trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+/* Removes our trace function from the calling thread, and only ours: a
+ * debugger or coverage tool set since then keeps its own. */
+static void untrace_this_thread(void) {
+  PyThreadState *ts = PyThreadState_Get();
+  if (ts->c_tracefunc == trace)
+    PyEval_SetTrace(NULL, NULL);
+}
+
+static PyObject *str_threading(void) {
+  static PyObject *s;
+  if (s == NULL)
+    s = PyUnicode_InternFromString("threading");
+  return s;
+}
 
 static int threading_settrace(PyObject *fn) {
   PyObject *threading = PyImport_ImportModule("threading"), *r;
@@ -155,14 +179,11 @@ static int threading_settrace(PyObject *fn) {
 }
 
 int lp__hook_install(lp_profiler_t *p) {
-  PyObject *boot = PyCFunction_New(&bootstrap_def, NULL);
-  int rc;
   (void)p;
-  if (boot == NULL)
+  if (bootstrap == NULL &&
+      (bootstrap = PyCFunction_New(&bootstrap_def, NULL)) == NULL)
     return -1;
-  rc = threading_settrace(boot);
-  Py_DECREF(boot);
-  return rc;
+  return threading_settrace(bootstrap);
 }
 
 void lp__hook_resume(lp_profiler_t *p) {
@@ -171,16 +192,24 @@ void lp__hook_resume(lp_profiler_t *p) {
 
 void lp__hook_pause(lp_profiler_t *p) {
   (void)p;
-  PyEval_SetTrace(NULL, NULL);
+  untrace_this_thread();
 }
 
 int lp__hook_remove(lp_profiler_t *p) {
+  PyObject *threading, *hook;
   (void)p;
-  PyEval_SetTrace(NULL, NULL);
-  if (threading_settrace(Py_None) != 0) {
-    /* During interpreter shutdown threading may be gone: nothing to undo. */
-    PyErr_Clear();
+  untrace_this_thread();
+  /* Undo threading.settrace only if nobody replaced our bootstrap. During
+   * interpreter shutdown threading may be gone: nothing to undo then. */
+  threading = PyImport_GetModule(str_threading());
+  if (threading != NULL) {
+    hook = PyObject_GetAttrString(threading, "_trace_hook");
+    if (hook == bootstrap && threading_settrace(Py_None) != 0)
+      PyErr_Clear();
+    Py_XDECREF(hook);
+    Py_DECREF(threading);
   }
+  PyErr_Clear();
   return 0;
 }
 
