@@ -52,20 +52,26 @@ static int push(lp_thread_t *th, const lp_frame_t *fr) {
   return 0;
 }
 
+/* A new running frame of func at t: no line, no task yet. */
+static void frame_init(lp_frame_t *fr, lp_func_t *func, uintptr_t ident,
+                       uint64_t t) {
+  fr->func = func;
+  fr->ident = ident;
+  fr->user = 0;
+  fr->mark = t;
+  fr->stretch = t;
+  fr->lineno = 0;
+  fr->state = LP_FRAME_RUNNING;
+  fr->task = NULL;
+  fr->task_mark = t;
+  fr->outer = 0;
+}
+
 int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
                     uintptr_t ident, uint64_t t) {
   lp_frame_t fr;
   (void)e;
-  fr.func = func;
-  fr.ident = ident;
-  fr.user = 0;
-  fr.mark = t;
-  fr.stretch = t;
-  fr.lineno = 0;
-  fr.state = LP_FRAME_RUNNING;
-  fr.task = NULL;
-  fr.task_mark = t;
-  fr.outer = 0;
+  frame_init(&fr, func, ident, t);
   return push(th, &fr);
 }
 
@@ -201,22 +207,11 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
     e->nparked--;
     return 1;
   }
-  fr.func = func;
-  fr.ident = ident;
-  fr.user = 0;
-  fr.mark = t;
-  fr.stretch = t;
-  fr.lineno = 0;
-  fr.state = LP_FRAME_RUNNING;
-  fr.task = NULL;
-  fr.task_mark = t;
-  fr.outer = 0;
+  frame_init(&fr, func, ident, t);
   /* Adopted at its current line; no hit: the line started unseen. */
   if (lineno > 0 && lp_func_line_grow(func, lineno) != NULL)
     fr.lineno = lineno;
-  if ((err = push(th, &fr)) != 0)
-    return err;
-  return 0;
+  return push(th, &fr);
 }
 
 uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
