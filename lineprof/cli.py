@@ -1,7 +1,9 @@
 """Argument parsing and work for ``python -m lineprof FILE...``.
 
 Errors a user can fix print one line, ``lineprof: <message>``, on stderr
-and exit 1 (2 for usage errors, as argparse does); never a traceback.
+and exit 1; usage errors print one line, ``lineprof: error: <message>``,
+and exit 2, as argparse does (but without the usage line); never a
+traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import argparse
 import math
 import os
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from .errors import LineprofError
-from .report import require_rich, show_text
+from .report import DEFAULT_SLOW, DEFAULT_TOP, require_rich, show_text
 from .stats import load_stats, merge_stats
 
-__all__ = ["build_parser", "main", "positive_float"]
+__all__ = ["build_parser", "main", "positive_float", "positive_int", "milliseconds"]
 
 PROG = "lineprof"
 DEFAULT_UNIT = 1e-6
@@ -33,9 +35,39 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """Return ``text`` as an integer of at least 1; raise ArgumentTypeError otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def milliseconds(text: str) -> float:
+    """Return ``text`` milliseconds as seconds, a finite number >= 0; raise ArgumentTypeError otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of milliseconds, 0 or more, got {text!r}")
+    return value / 1000.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``python -m lineprof``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Show line profiling results (.lprof files written by "
                     "kernprof -l, LINEPROF=1 or LineProfiler.dump_stats). "
@@ -51,7 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-m", "--max", action="store_true", dest="show_max",
                         help="add the Max column (longest single stretch) for plain functions too")
     parser.add_argument("-t", "--tasks", action="store_true",
-                        help="add the Tasks section")
+                        help="add the Tasks section: the asyncio tasks with the most "
+                             "wall, active and await time")
+    parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP, metavar="N",
+                        help=f"rows in each table of the Tasks section (default: {DEFAULT_TOP})")
+    slow = parser.add_mutually_exclusive_group()
+    slow.add_argument("--slow", type=milliseconds, default=DEFAULT_SLOW, metavar="MS",
+                      help="list the lines whose longest single stretch (Max) exceeded MS "
+                           "milliseconds, i.e. that blocked an event loop that long "
+                           f"(default: {DEFAULT_SLOW * 1000:g}, asyncio's slow-callback "
+                           "threshold; 0 lists every line)")
+    slow.add_argument("--no-slow", action="store_const", const=None, dest="slow",
+                      help="do not list slow lines")
     parser.add_argument("-r", "--rich", action="store_true",
                         help="syntax-highlighted output (needs the 'rich' package)")
     parser.add_argument("--json", action="store_true",
@@ -67,7 +110,7 @@ def _error(message: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``python -m lineprof`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    argparse's usage errors raise SystemExit(2).
+    Usage errors raise SystemExit(2) after one line on stderr.
     """
     args = build_parser().parse_args(argv)
     if args.rich and not args.json:
@@ -83,7 +126,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             show_text(stats, output_unit=args.unit, stripzeros=args.skip_zero,
                       summarize=args.summarize, sort=args.sort, rich=args.rich,
-                      show_max=args.show_max, tasks=args.tasks)
+                      show_max=args.show_max, tasks=args.tasks, top=args.top,
+                      slow=args.slow)
         sys.stdout.flush()
     except LineprofError as exc:
         _error(str(exc))

@@ -5,6 +5,11 @@ byte for byte.  Coroutines, generators and async generators get a
 ``Total await:`` header line and two more columns, ``Await`` (time
 suspended at the line) and ``Max`` (longest single active stretch).
 
+Two optional sections follow the function tables: the slow lines (every
+line whose Max exceeded a threshold: lines that held the thread, and so an
+event loop, that long) and the tasks (the asyncio tasks with the most wall,
+active and await time).
+
 ``rich`` is optional: it is imported only when rich output is asked for.
 """
 
@@ -18,7 +23,7 @@ import tempfile
 from typing import IO, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import LineprofError
-from .stats import FunctionStats, LineStats
+from .stats import FunctionStats, LineRecord, LineStats, TaskRecord
 
 __all__ = [
     "COLUMN_WIDTHS",
@@ -26,7 +31,11 @@ __all__ = [
     "show_text",
     "show_func",
     "show_summary",
+    "show_slow_lines",
     "show_tasks",
+    "slow_lines",
+    "DEFAULT_SLOW",
+    "DEFAULT_TOP",
     "rich_available",
     "require_rich",
     "get_code_block",
@@ -46,6 +55,13 @@ _HEADERS = {
 RICH_MISSING = "rich output needs the 'rich' package; install it with: pip install rich"
 
 SUMMARY_TEMPLATE = "%6.2f seconds - %s:%s - %s"
+
+#: Default threshold of the slow-lines section, in seconds: asyncio's own
+#: slow-callback threshold (``loop.slow_callback_duration``).
+DEFAULT_SLOW = 0.1
+
+#: Default number of rows in each table of the Tasks section.
+DEFAULT_TOP = 10
 
 
 def rich_available() -> bool:
@@ -264,19 +280,187 @@ def show_summary(
                                              fs.name) + suffix + "\n")
 
 
-def show_tasks(stats: LineStats, stream: Optional[IO[str]] = None) -> None:
-    """Write the Tasks section, or ``No task data.`` when there is none; returns None."""
+def _write_line(stream: IO[str], text: str) -> None:
+    """Write ``text`` and a newline, escaping what the stream cannot encode."""
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(encoding, errors="backslashreplace").decode(encoding))
+    stream.write("\n")
+
+
+def _can_encode(stream: IO[str], text: str) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True  # StringIO and the like take any str
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _write_table(
+    stream: IO[str], headers: Sequence[str], rows: Sequence[Sequence[str]],
+    widths: Sequence[int], left: Sequence[bool],
+) -> None:
+    """Write a header, its ``=`` underline and the rows, as the line tables do.
+
+    Number columns are right-aligned and joined by one space; text columns
+    (``left``) are left-aligned and set off by two spaces.  Every column is
+    at least as wide as ``widths`` and widened to fit its cells.  Trailing
+    spaces are cut.
+    """
+    widths = [max([w, len(h)] + [len(r[i]) for r in rows])
+              for i, (w, h) in enumerate(zip(widths, headers))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        out = ""
+        for i, cell in enumerate(cells):
+            if i:
+                out += "  " if left[i] or left[i - 1] else " "
+            out += cell.ljust(widths[i]) if left[i] else cell.rjust(widths[i])
+        return out.rstrip()
+
+    header = fmt(headers)
+    _write_line(stream, header)
+    _write_line(stream, "=" * len(header))
+    for row in rows:
+        _write_line(stream, fmt(row))
+
+
+def _threshold_count(threshold: float, unit: float) -> float:
+    """Return ``threshold`` seconds in counts of ``unit``, snapped to an integer
+    when it is one but for float rounding (so 0.1 s is exactly 10**8 ns)."""
+    count = threshold / unit
+    nearest = round(count)
+    if abs(count - nearest) <= 1e-9 * max(1.0, abs(count)):
+        return float(nearest)
+    return count
+
+
+def slow_lines(
+    stats: LineStats, threshold: float = DEFAULT_SLOW,
+) -> List[Tuple[FunctionStats, int, LineRecord]]:
+    """Return ``(function, lineno, record)`` for every line whose Max exceeds ``threshold``.
+
+    ``threshold`` is in seconds; a line exactly at it is not listed.  With
+    ``threshold`` 0 every recorded line is listed, even one with Max 0
+    (await-only lines).  Sorted by Max descending, then by file, line and
+    function.  Raises ValueError for a negative or NaN threshold.
+    """
+    if not threshold >= 0:
+        raise ValueError(f"the slow-line threshold must be >= 0 seconds, got {threshold!r}")
+    limit = _threshold_count(threshold, stats.unit)
+    found = [(fs, lineno, rec) for fs in stats.functions
+             for lineno, rec in fs.lines.items()
+             if threshold == 0 or rec.max_ > limit]
+    found.sort(key=lambda item: (-item[2].max_, item[0].file, item[1], item[0].name))
+    return found
+
+
+def show_slow_lines(
+    stats: LineStats,
+    threshold: float = DEFAULT_SLOW,
+    stream: Optional[IO[str]] = None,
+    output_unit: Optional[float] = None,
+) -> None:
+    """Write the slow-lines section for ``threshold`` seconds (see :func:`slow_lines`); returns None.
+
+    Writes nothing when no line qualifies.  Max is shown in ``output_unit``
+    (default: the stats' unit), with the line's source text from
+    :mod:`linecache` (blank if the file cannot be read).  Raises ValueError
+    for a negative threshold.
+    """
     if stream is None:
         stream = sys.stdout
-    if not stats.tasks:
+    found = slow_lines(stats, threshold)
+    if not found:
+        return
+    scalar = stats.unit / (output_unit if output_unit is not None else stats.unit)
+    if threshold == 0:
+        stream.write("Lines by longest single stretch (Max):\n\n")
+    else:
+        stream.write("Lines that held the thread longer than %g ms (Max):\n\n"
+                     % (threshold * 1000))
+    checked = set()
+    rows = []
+    for fs, lineno, rec in found:
+        if fs.file not in checked:
+            checked.add(fs.file)
+            if os.path.exists(fs.file):
+                linecache.checkcache(fs.file)
+        hits = "%d" % rec.hits
+        if len(hits) > COLUMN_WIDTHS["hits"]:
+            hits = "%g" % rec.hits
+        rows.append((_fmt_time(rec.max_ * scalar, COLUMN_WIDTHS["max"]), hits,
+                     f"{fs.file}:{lineno}", fs.name,
+                     linecache.getline(fs.file, lineno).strip()))
+    _write_table(stream, ("Max", "Hits", "File:Line", "Function", "Line Contents"), rows,
+                 (COLUMN_WIDTHS["max"], COLUMN_WIDTHS["hits"], 0, 0, 0),
+                 (False, False, True, True, True))
+    stream.write("\n")
+
+
+_TASK_TABLES = (
+    ("Wall (Time + Await)", lambda t: t.wall),
+    ("Time (active)", lambda t: t.time),
+    ("Await", lambda t: t.await_),
+)
+
+
+def show_tasks(
+    stats: LineStats,
+    stream: Optional[IO[str]] = None,
+    output_unit: Optional[float] = None,
+    top: int = DEFAULT_TOP,
+) -> None:
+    """Write the Tasks section, or ``No task data.`` when there is none; returns None.
+
+    Says how many tasks there were in all (a fold counts as the tasks it
+    sums), then three tables of at most ``top`` rows: the records with the
+    most wall time (Time + Await), active time and await time.  Ties keep
+    the order of ``stats.tasks``.  Times are in ``output_unit`` (default:
+    the stats' unit).  Raises ValueError if ``top`` is below 1.
+    """
+    if stream is None:
+        stream = sys.stdout
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top!r}")
+    tasks: List[TaskRecord] = list(stats.tasks)
+    if not tasks:
         stream.write("No task data.\n")
         return
-    stream.write("Tasks:\n")
-    for task in stats.tasks:
-        if isinstance(task, Mapping):
-            stream.write("  " + ", ".join(f"{k}={v}" for k, v in task.items()) + "\n")
-        else:
-            stream.write(f"  {task}\n")
+    scalar = stats.unit / (output_unit if output_unit is not None else stats.unit)
+    total = sum(t.count for t in tasks)
+    folds = [t for t in tasks if t.is_fold]
+    if folds:
+        n_folded = sum(t.folded for t in folds)
+        stream.write("Tasks:\nTotal tasks: %d (%d listed one by one, %d folded into %d record%s)\n\n"
+                     % (total, total - n_folded, n_folded, len(folds),
+                        "" if len(folds) == 1 else "s"))
+    else:
+        stream.write("Tasks:\nTotal tasks: %d\n\n" % total)
+    times = "\u00d7" if _can_encode(stream, "\u00d7") else "x"
+    headers = ("Id", "Task", "Coroutine", "Time", "Await", "Wall", "Active %")
+    widths = (COLUMN_WIDTHS["line"], 0, 0, COLUMN_WIDTHS["time"], COLUMN_WIDTHS["await"],
+              COLUMN_WIDTHS["time"], COLUMN_WIDTHS["percent"] + 1)
+    left = (False, True, True, False, False, False, False)
+    for title, key in _TASK_TABLES:
+        chosen = sorted(tasks, key=key, reverse=True)[:top]  # stable: ties keep order
+        stream.write("Top %d tasks by %s:\n\n" % (len(chosen), title))
+        rows = []
+        for t in chosen:
+            name = f"{t.name} {times}{t.folded} (folded)" if t.is_fold else t.name
+            active = "" if t.wall == 0 else "%5.1f" % (100.0 * t.time / t.wall)
+            rows.append(("-" if t.is_fold else "%d" % t.id, name, t.coro,
+                         _fmt_time(t.time * scalar, COLUMN_WIDTHS["time"]),
+                         _fmt_time(t.await_ * scalar, COLUMN_WIDTHS["await"]),
+                         _fmt_time(t.wall * scalar, COLUMN_WIDTHS["time"]),
+                         active))
+        _write_table(stream, headers, rows, widths, left)
+        stream.write("\n")
 
 
 def show_text(
@@ -292,6 +476,8 @@ def show_text(
     *,
     show_max: bool = False,
     tasks: bool = False,
+    top: int = DEFAULT_TOP,
+    slow: Optional[float] = None,
 ) -> None:
     """Write the whole report for ``stats`` to ``stream`` (default stdout); returns None.
 
@@ -300,12 +486,23 @@ def show_text(
     line_profiler).  ``sort`` orders functions by ascending total time.
     ``rich`` falls back to plain text if ``rich`` is not installed (the
     command-line tools refuse instead, see :func:`require_rich`).
+
+    ``slow`` (seconds, or None for none) adds the slow-lines section after
+    the function tables; ``tasks`` adds the Tasks section at the end, with
+    ``top`` rows per table.  Both are off by default, so the report of plain
+    functions stays line_profiler's; ``python -m lineprof`` turns the
+    slow lines on (:data:`DEFAULT_SLOW`).  Raises ValueError for a negative
+    ``slow`` or a ``top`` below 1.
     """
     if stream is None:
         stream = sys.stdout
     if not isinstance(stats, LineStats):
         stats = LineStats.from_timings(stats, unit if unit is not None else 1e-9)
     shown_unit = output_unit if output_unit is not None else stats.unit
+    if slow is not None and not slow >= 0:
+        raise ValueError(f"the slow-line threshold must be >= 0 seconds, got {slow!r}")
+    if tasks and top < 1:
+        raise ValueError(f"top must be at least 1, got {top!r}")
     stream.write("Timer unit: %g s\n\n" % shown_unit)
     functions = list(stats.functions)
     if sort:
@@ -314,7 +511,9 @@ def show_text(
         for fs in functions:
             show_func(fs, stats.unit, output_unit=output_unit, stream=stream,
                       stripzeros=stripzeros, rich=rich, show_max=show_max)
+    if slow is not None:
+        show_slow_lines(stats, slow, stream=stream, output_unit=output_unit)
     if summarize:
         show_summary(stats, functions, stream=stream, stripzeros=stripzeros, rich=rich)
     if tasks:
-        show_tasks(stats, stream=stream)
+        show_tasks(stats, stream=stream, output_unit=output_unit, top=top)

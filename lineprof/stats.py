@@ -12,7 +12,7 @@ import os
 import pickletools
 import shlex
 from dataclasses import dataclass, field
-from typing import IO, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+from typing import IO, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from .errors import LineprofError
 
@@ -20,6 +20,7 @@ __all__ = [
     "KINDS",
     "SCHEMA_VERSION",
     "LineRecord",
+    "TaskRecord",
     "FunctionStats",
     "LineStats",
     "merge_stats",
@@ -45,6 +46,80 @@ class LineRecord(NamedTuple):
     time: int
     await_: int = 0
     max_: int = 0
+
+
+class TaskRecord(NamedTuple):
+    """Totals of one asyncio task, or of a fold of finished tasks; times in the stats' unit.
+
+    ``time`` and ``await_`` are the active and suspended time of the task's
+    outermost profiled frames; ``first``/``last`` are when it was first and
+    last seen, counted from the creation of the recording profiler.  A fold
+    (``folded > 0``) sums ``folded`` finished tasks of one coroutine: its
+    ``id`` is 0 and its ``name`` is ``coro``.  See docs/binding.md.
+    """
+
+    id: int
+    name: str
+    coro: str
+    time: int
+    await_: int
+    first: int = 0
+    last: int = 0
+    folded: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TaskRecord":
+        """Return the record for a task dict of the extension or of JSON v1.
+
+        ``id``, ``name``, ``coro``, ``time`` and ``await`` are required,
+        ``first``, ``last`` and ``folded`` default to 0, other keys are
+        ignored.  Raises KeyError, TypeError or ValueError (a negative or
+        non-integer count) for anything else.
+        """
+        counts = [_count(data[k]) for k in ("id", "time", "await")]
+        extra = [_count(data.get(k, 0)) for k in ("first", "last", "folded")]
+        name, coro = data["name"], data["coro"]
+        if not isinstance(name, str) or not isinstance(coro, str):
+            raise TypeError("task name and coro must be strings")
+        return cls(counts[0], name, coro, counts[1], counts[2], *extra)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Return the JSON v1 object of this record (key ``await``, not ``await_``)."""
+        return {"id": self.id, "name": self.name, "coro": self.coro, "time": self.time,
+                "await": self.await_, "first": self.first, "last": self.last,
+                "folded": self.folded}
+
+    @property
+    def wall(self) -> int:
+        """Return ``time + await_``."""
+        return self.time + self.await_
+
+    @property
+    def is_fold(self) -> bool:
+        """Return True for a fold of several finished tasks."""
+        return self.folded > 0
+
+    @property
+    def count(self) -> int:
+        """Return how many tasks this record stands for: ``folded`` for a fold, else 1."""
+        return self.folded if self.folded > 0 else 1
+
+
+def _count(value: Any) -> int:
+    """Return ``value`` as a non-negative int; raise TypeError/ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _task_record(task: Union[TaskRecord, Mapping[str, Any]]) -> TaskRecord:
+    if isinstance(task, TaskRecord):
+        return task
+    if isinstance(task, Mapping):
+        return TaskRecord.from_dict(task)
+    raise TypeError(f"a task must be a TaskRecord or a dict, not {type(task).__name__}")
 
 
 @dataclass
@@ -96,20 +171,33 @@ class LineStats:
 
     ``timings`` and ``unit`` read like line_profiler's ``LineStats``, so code
     written for line_profiler's stats keeps working; ``functions`` holds the
-    richer data (await time, longest stretch, function kind).
+    richer data (await time, longest stretch, function kind) and ``tasks``
+    the asyncio tasks, as :class:`TaskRecord`.  Task dicts given to the
+    constructor or assigned to ``tasks`` are converted with
+    :meth:`TaskRecord.from_dict` (which raises KeyError, TypeError or
+    ValueError for a malformed one).
     """
 
     def __init__(
         self,
         functions: Iterable[FunctionStats] = (),
         unit: float = DEFAULT_UNIT,
-        tasks: Iterable[Any] = (),
+        tasks: Iterable[Union[TaskRecord, Mapping[str, Any]]] = (),
         meta: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.functions: List[FunctionStats] = list(functions)
         self.unit = float(unit)
-        self.tasks: List[Any] = list(tasks)
+        self.tasks = tasks  # the setter converts dicts to TaskRecord
         self.meta: Dict[str, Any] = dict(meta or {})
+
+    @property
+    def tasks(self) -> List[TaskRecord]:
+        """The task records; assigning an iterable of records or dicts converts it to a list."""
+        return self._tasks
+
+    @tasks.setter
+    def tasks(self, tasks: Iterable[Union[TaskRecord, Mapping[str, Any]]]) -> None:
+        self._tasks: List[TaskRecord] = [_task_record(t) for t in tasks]
 
     # -- construction -------------------------------------------------
 
@@ -118,8 +206,8 @@ class LineStats:
         """Build stats from the extension's dict or from parsed JSON v1.
 
         Lines may be ``(lineno, hits, time[, await, max])`` sequences or
-        dicts with those keys.  Raises :class:`LineprofError` if the data
-        does not have that shape.
+        dicts with those keys; tasks are dicts (see :meth:`TaskRecord.from_dict`).
+        Raises :class:`LineprofError` if the data does not have that shape.
         """
         try:
             functions = []
@@ -166,13 +254,20 @@ class LineStats:
         Functions match on (file, firstlineno, name); their order is that of
         first appearance.  Stats in different units are converted to the
         finest one.  With no argument, returns empty stats.
+
+        Task records are concatenated in argument order, never combined.
+        Task ids are per profile, so they are renumbered to stay unique:
+        the ids of each argument are shifted by the largest id of the
+        arguments before it (the first argument's ids are kept, and a single
+        argument is returned with its own ids).  Folds keep id 0.
         """
         if not stats:
             return cls()
         unit = min(s.unit for s in stats)
         merged: Dict[TimingsKey, FunctionStats] = {}
-        tasks: List[Any] = []
+        tasks: List[TaskRecord] = []
         meta: Dict[str, Any] = {}
+        id_offset = 0
         for s in stats:
             scale = s.unit / unit
             for fs in s.functions:
@@ -188,7 +283,12 @@ class LineStats:
                         old.await_ + _scaled(r.await_, scale),
                         max(old.max_, _scaled(r.max_, scale)),
                     )
-            tasks.extend(s.tasks)
+            for t in s.tasks:
+                tasks.append(t._replace(
+                    id=t.id + id_offset if t.id else 0,
+                    time=_scaled(t.time, scale), await_=_scaled(t.await_, scale),
+                    first=_scaled(t.first, scale), last=_scaled(t.last, scale)))
+            id_offset += max((t.id for t in s.tasks), default=0)
             for k, v in s.meta.items():
                 meta.setdefault(k, v)
         return cls(merged.values(), unit, tasks, meta)
@@ -238,7 +338,7 @@ class LineStats:
                 }
                 for fs in self.functions
             ],
-            "tasks": list(self.tasks),
+            "tasks": [t.to_dict() for t in self.tasks],
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -257,13 +357,16 @@ class LineStats:
         *,
         show_max: bool = False,
         tasks: bool = False,
+        top: int = 10,
+        slow: Optional[float] = None,
     ) -> None:
         """Write the text report (see :func:`lineprof.report.show_text`); returns None."""
         from .report import show_text
 
         show_text(self, output_unit=output_unit, stream=stream,
                   stripzeros=stripzeros, details=details, summarize=summarize,
-                  sort=sort, rich=rich, show_max=show_max, tasks=tasks)
+                  sort=sort, rich=rich, show_max=show_max, tasks=tasks, top=top,
+                  slow=slow)
 
 
 def _scaled(value: int, scale: float) -> int:

@@ -307,8 +307,11 @@ def test_tasks_section(src):
     assert out.endswith("No task data.\n")
     assert "No task data." not in render(coro_stats(src))
     stats = coro_stats(src)
-    stats.tasks = [{"name": "Task-1", "time": 5}]
-    assert render(stats, tasks=True).endswith("Tasks:\n  name=Task-1, time=5\n")
+    stats.tasks = [{"id": 1, "name": "Task-1", "coro": "coro", "time": 5, "await": 0}]
+    out = render(stats, tasks=True)
+    assert "\nTasks:\nTotal tasks: 1\n" in out
+    assert ("     1  Task-1  coro                5.0          0.0          5.0     100.0\n"
+            in out)
 
 
 def test_show_func_alone_defaults_to_stdout(src, capsys):

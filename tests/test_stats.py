@@ -19,7 +19,7 @@ import pytest
 
 import lineprof
 from lineprof import LineprofError, load_stats, merge_stats
-from lineprof.stats import KINDS, FunctionStats, LineRecord, LineStats
+from lineprof.stats import KINDS, FunctionStats, LineRecord, LineStats, TaskRecord
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(ROOT, "docs", "lineprof.schema.json")
@@ -150,10 +150,13 @@ def test_merge_different_units_uses_the_finest():
 
 def test_merge_keeps_tasks_and_first_meta():
     a, b = sample(), sample()
-    a.tasks, b.tasks = [{"id": 1}], [{"id": 2}]
+    a.tasks = [{"id": 1, "name": "Task-1", "coro": "main", "time": 1, "await": 2}]
+    b.tasks = [{"id": 2, "name": "Task-2", "coro": "main", "time": 3, "await": 4}]
     b.meta = {"python": "3.12.1", "extra": "x"}
     merged = LineStats.merge(a, b)
-    assert merged.tasks == [{"id": 1}, {"id": 2}]
+    # b's ids are shifted by a's largest id (see LineStats.merge).
+    assert merged.tasks == [TaskRecord(1, "Task-1", "main", 1, 2),
+                            TaskRecord(3, "Task-2", "main", 3, 4)]
     assert merged.meta == {"python": "3.11.7", "backend": "settrace", "extra": "x"}
 
 
@@ -262,6 +265,106 @@ def test_schema_rejects_broken_documents(schema, breakage):
 
 def test_kinds_match_schema(schema):
     assert sorted(schema["$defs"]["function"]["properties"]["kind"]["enum"]) == sorted(KINDS)
+
+
+# -- task records -------------------------------------------------------------------------
+
+EXT_TASKS = [
+    {"id": 1, "name": "Task-1", "coro": "main", "time": 140000, "await": 81510000,
+     "first": 910000, "last": 82570000, "folded": 0},
+    {"id": 0, "name": "worker", "coro": "worker", "time": 7, "await": 9,
+     "first": 1, "last": 2, "folded": 5120},
+]
+
+
+def with_tasks(tasks=EXT_TASKS, unit=1e-9):
+    stats = sample()
+    stats.unit = unit
+    stats.tasks = tasks
+    return stats
+
+
+def test_task_records_from_the_extension_shape():
+    stats = LineStats.from_dict({"unit": 1e-9, "functions": [], "tasks": EXT_TASKS})
+    one, fold = stats.tasks
+    assert one == TaskRecord(1, "Task-1", "main", 140000, 81510000, 910000, 82570000, 0)
+    assert (one.wall, one.is_fold, one.count) == (81650000, False, 1)
+    assert fold.await_ == 9 and fold.is_fold and fold.count == 5120
+    assert [t.to_dict() for t in stats.tasks] == EXT_TASKS
+
+
+def test_task_record_optional_fields_default_to_zero():
+    rec = TaskRecord.from_dict({"id": 2, "name": "n", "coro": "c", "time": 1, "await": 2,
+                                "future_field": "ignored"})
+    assert rec == TaskRecord(2, "n", "c", 1, 2, 0, 0, 0)
+    assert LineStats(tasks=[rec]).tasks == [rec]
+
+
+@pytest.mark.parametrize("task", [
+    {"id": 1, "name": "n", "time": 1, "await": 2},                 # no coro
+    {"id": 1, "name": "n", "coro": "c", "time": 1},                # no await
+    {"id": 1, "name": "n", "coro": "c", "time": -1, "await": 2},   # negative
+    {"id": 1, "name": "n", "coro": "c", "time": 1.5, "await": 2},  # not an integer
+    {"id": 1, "name": 3, "coro": "c", "time": 1, "await": 2},      # name not a string
+    "Task-1",
+])
+def test_from_dict_rejects_malformed_tasks(task):
+    with pytest.raises(LineprofError, match="malformed stats"):
+        LineStats.from_dict({"functions": [], "tasks": [task]})
+
+
+def test_merge_renumbers_task_ids_per_profile():
+    a = with_tasks([dict(EXT_TASKS[0], id=i) for i in (1, 2, 5)] + [EXT_TASKS[1]])
+    b = with_tasks([dict(EXT_TASKS[0], id=i) for i in (2, 1)] + [EXT_TASKS[1]])
+    c = with_tasks([dict(EXT_TASKS[0], id=1)])
+    merged = LineStats.merge(a, b, c)
+    assert [t.id for t in merged.tasks] == [1, 2, 5, 0, 7, 6, 0, 8]
+    assert sum(t.count for t in merged.tasks) == 3 + 5120 + 2 + 5120 + 1
+    # One profile alone keeps its ids; inputs are not modified.
+    assert [t.id for t in LineStats.merge(b).tasks] == [2, 1, 0]
+    assert [t.id for t in b.tasks] == [2, 1, 0]
+
+
+def test_merge_converts_task_times_to_the_finest_unit():
+    coarse = with_tasks([EXT_TASKS[1]], unit=1e-6)
+    fine = with_tasks([EXT_TASKS[1]], unit=1e-9)
+    merged = LineStats.merge(coarse, fine)
+    assert merged.unit == 1e-9
+    assert merged.tasks[0] == TaskRecord(0, "worker", "worker", 7000, 9000, 1000, 2000, 5120)
+    assert merged.tasks[1] == TaskRecord(0, "worker", "worker", 7, 9, 1, 2, 5120)
+
+
+def test_tasks_in_json_v1(schema):
+    doc = with_tasks().to_dict()
+    validate(doc, schema)
+    assert doc["tasks"] == EXT_TASKS
+    again = LineStats.from_dict(json.loads(with_tasks().to_json()))
+    assert again.tasks == with_tasks().tasks and again == with_tasks()
+    # The optional fields may be left out.
+    doc["tasks"][0] = {k: doc["tasks"][0][k] for k in ("id", "name", "coro", "time", "await")}
+    validate(doc, schema)
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda t: t.pop("coro"),
+    lambda t: t.pop("await"),
+    lambda t: t.update(time=-5),
+    lambda t: t.update(folded=1.0),
+    lambda t: t.update(name=None),
+    lambda t: t.update(extra=1),
+])
+def test_schema_rejects_broken_tasks(schema, breakage):
+    doc = with_tasks().to_dict()
+    breakage(doc["tasks"][0])
+    with pytest.raises(AssertionError):
+        validate(doc, schema)
+
+
+def test_schema_task_fields_match_task_record(schema):
+    task = schema["$defs"]["task"]
+    assert task["required"] == ["id", "name", "coro", "time", "await"]
+    fields = [f.rstrip("_") for f in TaskRecord._fields]
+    assert list(task["properties"]) == fields
 
 
 # -- load_stats errors ------------------------------------------------------------------------
