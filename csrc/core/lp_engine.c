@@ -63,8 +63,7 @@ static void frame_init(lp_frame_t *fr, lp_func_t *func, uintptr_t ident,
   fr->lineno = 0;
   fr->state = LP_FRAME_RUNNING;
   fr->task = NULL;
-  fr->task_mark = t;
-  fr->outer = 0;
+  fr->paused = NULL;
 }
 
 int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
@@ -75,11 +74,7 @@ int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
   return push(th, &fr);
 }
 
-/* Is the top frame of th the outermost of its task on th? */
-static uint32_t is_outer(const lp_thread_t *th) {
-  const lp_frame_t *top = &th->stack[th->depth - 1];
-  return top->task != NULL && lp_engine_caller_task(th) != top->task;
-}
+static void pause_caller(lp_thread_t *th, uint64_t t);
 
 void lp_engine_set_task(lp_engine_t *e, lp_thread_t *th, lp_task_t *task,
                         uint64_t t) {
@@ -87,11 +82,45 @@ void lp_engine_set_task(lp_engine_t *e, lp_thread_t *th, lp_task_t *task,
   (void)e;
   if (fr == NULL || fr->task != NULL || task == NULL)
     return;
-  task->refs++;
+  lp_task_account(task, t);
+  task->running++;
   task->last = t;
+  task->refs++;
   fr->task = task;
-  fr->task_mark = t;
-  fr->outer = is_outer(th);
+  pause_caller(th, t);
+}
+
+/* The top frame of th runs for its task on top of a frame of another task:
+ * that task waits for it (counted as await, not time) meanwhile. */
+static void pause_caller(lp_thread_t *th, uint64_t t) {
+  lp_frame_t *fr = lp_engine_top(th);
+  lp_task_t *below = lp_engine_caller_task(th);
+  if (fr->task == NULL || below == NULL || below == fr->task ||
+      below->running == 0)
+    return;
+  lp_task_account(below, t);
+  below->running--;
+  below->parked++;
+  fr->paused = below;
+}
+
+/* The frame fr leaves the stack at t: the task it paused is active again. */
+static void unpause(lp_frame_t *fr, uint64_t t) {
+  if (fr->paused != NULL) {
+    lp_task_account(fr->paused, t);
+    fr->paused->parked--;
+    fr->paused->running++;
+    fr->paused = NULL;
+  }
+}
+
+/* A frame of a task changes state at t: running -1/0/+1, parked -1/0/+1. */
+static void task_move(lp_frame_t *fr, uint64_t t, int running, int parked) {
+  if (fr->task != NULL) {
+    lp_task_account(fr->task, t);
+    fr->task->running += (uint32_t)running;
+    fr->task->parked += (uint32_t)parked;
+  }
 }
 
 /* A frame leaves the engine: drop its task reference. */
@@ -133,11 +162,6 @@ static void end_suspension(lp_frame_t *fr, uint64_t t) {
   if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)) != NULL)
     ln->await += t - fr->mark;
   fr->mark = t;
-  if (fr->task != NULL && fr->outer) {
-    fr->task->await += t - fr->task_mark;
-    fr->task->last = t;
-    fr->task_mark = t;
-  }
 }
 
 int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
@@ -146,6 +170,7 @@ int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
   if (key == 0 || !lp_map_get(&e->parked, key, &v))
     return 0;
   end_suspension(&e->pool[v], t);
+  task_move(&e->pool[v], t, 0, -1);
   forget_task(e, &e->pool[v]);
   *user_out = e->pool[v].user;
   lp_map_del(&e->parked, key);
@@ -176,10 +201,14 @@ int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
       pool_give(e, slot);
     if (*user_out == 0)
       *user_out = fr->user;
+    task_move(fr, t, -1, 0);
+    unpause(fr, t);
     forget_task(e, fr);
     th->depth--;
     return LP_ENOMEM;
   }
+  task_move(fr, t, -1, +1);
+  unpause(fr, t);
   e->pool[slot] = *fr;
   e->nparked++;
   th->depth--;
@@ -200,8 +229,8 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
     if ((err = push(th, &fr)) != 0)
       return err; /* still parked, its suspension still open */
     end_suspension(lp_engine_top(th), t);
-    lp_engine_top(th)->outer = is_outer(th);
-    lp_engine_top(th)->task_mark = t;
+    task_move(lp_engine_top(th), t, +1, -1);
+    pause_caller(th, t);
     lp_map_del(&e->parked, key);
     pool_give(e, (uint32_t)v);
     e->nparked--;
@@ -219,6 +248,8 @@ uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
   if (fr == NULL)
     return 0;
   lp__frame_close(fr, t);
+  task_move(fr, t, -1, 0);
+  unpause(fr, t);
   forget_task(e, fr);
   th->depth--;
   return fr->user;
@@ -241,16 +272,13 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
           ln->max = t - fr->stretch;
       }
       fr->mark = t;
-      if (fr->task != NULL && fr->outer) {
-        fr->task->time += t - fr->task_mark;
-        fr->task->last = t;
-        fr->task_mark = t;
-      }
     }
   }
   for (i = 0; i < e->pool_len; i++)
     if (e->pool[i].func != NULL)
       end_suspension(&e->pool[i], t);
+  for (i = 0; i < e->tasks.nlive; i++)
+    lp_task_account(e->tasks.live[i], t);
 }
 
 void lp_engine_detach(lp_engine_t *e, uint64_t t, void (*cb)(uintptr_t)) {

@@ -9,9 +9,10 @@
  *     resume to the next line event, suspension, return or unwind;
  *   - await time to the line a frame is suspended at, from yield to resume
  *     (or to lp_engine_drop when the suspended frame is destroyed);
- *   - both, once more, to the event-loop task of the frame if it is the
- *     outermost profiled frame of that task on its thread (nested frames of
- *     the same task are not counted twice).
+ *   - and to the event-loop task of the frame, at the task level: the task
+ *     is active while any of its profiled frames runs and awaiting while
+ *     none runs and one is suspended (see lp_task_account), so nested
+ *     frames of one task are never counted twice.
  * The semantics are written out in docs/semantics.md.
  *
  * Thread contract: every call on one engine is serialized by the caller
@@ -38,8 +39,7 @@ typedef struct lp_frame_s {
   int32_t lineno;   /* current line; 0 before the first line event */
   uint32_t state;
   lp_task_t *task;  /* its event-loop task (a reference), or NULL */
-  uint64_t task_mark; /* task time is accounted up to here */
-  uint32_t outer;   /* outermost profiled frame of its task on its thread */
+  lp_task_t *paused; /* another task's, running below it, that it stopped */
 } lp_frame_t;
 
 typedef struct lp_thread_s {
@@ -89,15 +89,9 @@ static inline lp_frame_t *lp_engine_top(lp_thread_t *th) {
 int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
                     uintptr_t ident, uint64_t t);
 
-/* Ends the current stretch at t: its time goes to the current line (and to
- * the task, for an outermost frame). */
+/* Ends the current stretch at t: its time goes to the current line. */
 static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
   lp_line_t *ln;
-  if (fr->task != 0 && fr->outer) {
-    fr->task->time += t - fr->task_mark;
-    fr->task->last = t;
-    fr->task_mark = t;
-  }
   if (fr->lineno == 0 || (ln = lp_func_line(fr->func, fr->lineno)) == 0)
     return;
   ln->time += t - fr->mark;
@@ -109,18 +103,13 @@ static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
  * Returns 0, or LP_ENOMEM / LP_EINVAL when the line array cannot grow to
  * lineno (the event is then not counted). */
 static inline int lp_engine_line(lp_frame_t *fr, int32_t lineno, uint64_t t) {
-  lp_line_t *ln = lp_func_line(fr->func, lineno), *cur;
+  lp_line_t *ln = lp_func_line(fr->func, lineno);
   if (ln == 0) {
     int err = lp_func_reserve(fr->func, lineno, &ln);
     if (err)
       return err;
   }
-  /* The line's own part of lp__frame_close: task time runs on. */
-  if (fr->lineno != 0 && (cur = lp_func_line(fr->func, fr->lineno)) != 0) {
-    cur->time += t - fr->mark;
-    if (t - fr->stretch > cur->max)
-      cur->max = t - fr->stretch;
-  }
+  lp__frame_close(fr, t);
   ln->hits++;
   fr->lineno = lineno;
   fr->mark = t;
@@ -129,8 +118,10 @@ static inline int lp_engine_line(lp_frame_t *fr, int32_t lineno, uint64_t t) {
 }
 
 /* Attributes the top frame of th, just started or adopted at t, to task
- * (NULL: no task), taking a reference. The frame is its task's outermost
- * unless the frame below it on th belongs to the same task. */
+ * (NULL: no task), taking a reference; the task is active from t. If the
+ * frame below belongs to another task (an eager task's first step runs
+ * inside its creator's create_task()), that task waits (await, not time)
+ * until this frame leaves the stack. */
 void lp_engine_set_task(lp_engine_t *e, lp_thread_t *th, lp_task_t *task,
                         uint64_t t);
 

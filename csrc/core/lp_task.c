@@ -67,11 +67,22 @@ int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
     return LP_ENOMEM;
   }
   task->id = ++r->next_id;
-  task->first = task->last = t;
+  task->first = task->last = task->mark = t;
   task->refs = 1;
   task->slot = r->nlive;
   r->live[r->nlive++] = task;
   *out = task;
+  return 0;
+}
+
+int lp_task_rename(lp_task_t *task, const char *name) {
+  char *copy;
+  if (strcmp(task->name, name) == 0)
+    return 0;
+  if ((copy = lp__strdup(name)) == NULL)
+    return LP_ENOMEM;
+  lp__free(task->name);
+  task->name = copy;
   return 0;
 }
 

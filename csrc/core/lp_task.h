@@ -22,11 +22,14 @@ typedef struct lp_task_s {
   uint64_t id;      /* 1, 2, ... in order of first sight; 0 for a fold */
   char *name;       /* the task's name; for a fold, the coroutine name */
   char *coro;       /* qualified name of the task's coroutine */
-  uint64_t time;    /* active time of its outermost profiled frames */
-  uint64_t await;   /* time those frames were suspended */
+  uint64_t time;    /* time while one of its profiled frames runs */
+  uint64_t await;   /* time while none runs and one is suspended */
   uint64_t first;   /* first and last time seen (monotonic ns) */
   uint64_t last;
   uint64_t folded;  /* tasks folded into this record; 0 for one task */
+  uint64_t mark;    /* time and await are accounted up to here */
+  uint32_t running; /* its profiled frames running now */
+  uint32_t parked;  /* its profiled frames suspended now */
   uint32_t refs;    /* live frames, + 1 while the task object lives */
   uint32_t slot;    /* index in live, or in the kept heap once retired */
   struct lp_task_s *next; /* chain of folds with the same name hash */
@@ -44,6 +47,22 @@ typedef struct lp_tasks_s {
   uint64_t next_id;
 } lp_tasks_t;
 
+/* Counts the task's time up to t, before one of its frames changes state:
+ * the task is active while any of its frames runs, and awaiting while none
+ * runs and one is suspended. So its time + await never exceed its life,
+ * however its frames nest, throw into each other or park at a yield. */
+static inline void lp_task_account(lp_task_t *k, uint64_t t) {
+  if (k->running != 0)
+    k->time += t - k->mark;
+  else if (k->parked != 0)
+    k->await += t - k->mark;
+  else
+    goto out;
+  k->last = t;
+out:
+  k->mark = t;
+}
+
 /* Initializes an empty registry keeping `keep` retired tasks whole
  * (LP_TASKS_KEEP when 0). Allocates nothing. */
 void lp_tasks_init(lp_tasks_t *r, uint32_t keep);
@@ -56,6 +75,10 @@ void lp_tasks_close(lp_tasks_t *r);
  * Returns 0 or LP_ENOMEM (nothing created). */
 int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
                  uint64_t t, lp_task_t **out);
+
+/* Replaces the task's name with a copy of name. Returns 0 or LP_ENOMEM
+ * (the old name stays). */
+int lp_task_rename(lp_task_t *task, const char *name);
 
 /* Drops one reference (a frame ended, or the task object died). At zero the
  * task is retired: kept whole or folded. Returns 0, or LP_ENOMEM when it

@@ -37,6 +37,8 @@ typedef struct lp_profiler_s {
   PyObject *get_loop;  /* asyncio.events._get_running_loop, once imported */
   PyObject *cur_task;  /* asyncio.current_task */
   uint64_t t0;         /* creation time: task times count from here */
+  PyObject *unnamed[8]; /* eagerly started tasks whose name is not set yet */
+  int nunnamed;
   /* sys.monitoring backend */
   int tool_id;
   PyObject *monitoring; /* the sys.monitoring module while enabled */
@@ -75,6 +77,15 @@ int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen);
  * event-loop task: the caller frame's task if it has one, else the running
  * loop's current task (looked up only here, never per line event). */
 void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t);
+
+/* Re-reads the names of tasks started eagerly (see lp_module.c); hooks
+ * call LP_REFRESH_NAMES at yields and resumes, cheap when none wait. */
+void lp__refresh_task_names(lp_profiler_t *p);
+#define LP_REFRESH_NAMES(p)                                                  \
+  do {                                                                       \
+    if (LP_UNLIKELY((p)->nunnamed > 0))                                      \
+      lp__refresh_task_names(p);                                             \
+  } while (0)
 
 /* Releases a user value handed back by the engine (a weak reference). */
 void lp__release_user(lp_profiler_t *p, uintptr_t user);

@@ -119,6 +119,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
   if (f == NULL || f->kind == LP_KIND_FUNCTION ||
       (gen = gen_of_current_frame()) == NULL)
     Py_RETURN_NONE;
+  LP_REFRESH_NAMES(p);
   if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
     int off = (int)PyLong_AsLong(args[1]);
     lineno = PyCode_Addr2Line((PyCodeObject *)args[0], off);
@@ -146,6 +147,7 @@ static PyObject *cb_yield(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
   if (lp__watch_gen(p, top, gen) != 0)
     Py_RETURN_NONE;
+  LP_REFRESH_NAMES(p);
   err = lp_engine_yield(&p->eng, th, (uintptr_t)gen, t, &user);
   lp__release_user(p, user);
   if (err)

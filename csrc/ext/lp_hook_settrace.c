@@ -31,6 +31,7 @@ static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
   }
   if (f->kind != LP_KIND_FUNCTION) {
     PyObject *gen = lp_compat_frame_gen(frame);
+    LP_REFRESH_NAMES(p);
     uintptr_t key = gen != NULL ? (uintptr_t)gen : (uintptr_t)frame;
     err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
     if (err < 0) {
@@ -60,6 +61,7 @@ static void on_return(lp_profiler_t *p, lp_thread_t *th, lp_frame_t *top,
       int err;
       if (gen != NULL && lp__watch_gen(p, top, gen) != 0)
         return;
+      LP_REFRESH_NAMES(p);
       err = lp_engine_yield(&p->eng, th,
                             gen != NULL ? (uintptr_t)gen : (uintptr_t)frame, t,
                             &user);

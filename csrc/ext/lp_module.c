@@ -135,9 +135,11 @@ static PyObject *str_or(PyObject *obj, const char *fallback) {
   return s;
 }
 
-/* Creates the record of a task seen for the first time. Returns NULL (no
- * attribution) if the task cannot be watched or on failure (recorded). */
-static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t) {
+/* Creates the record of a task seen for the first time; eager: its first
+ * step runs inside another task's frame. Returns NULL (no attribution) if
+ * the task cannot be watched or on failure (recorded). */
+static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t,
+                           int eager) {
   PyObject *name_obj, *coro, *qual, *name_s, *coro_s, *wr;
   const char *name, *coro_name;
   lp_task_t *rec = NULL;
@@ -172,6 +174,8 @@ static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t) {
   }
   Py_DECREF(name_s);
   Py_DECREF(coro_s);
+  if (eager && p->nunnamed < (int)(sizeof(p->unnamed) / sizeof(p->unnamed[0])))
+    p->unnamed[p->nunnamed++] = task; /* borrowed: checked against task_index */
   return rec; /* wr is owned through task_wrs */
 fail:
   Py_XDECREF(name_s);
@@ -201,6 +205,32 @@ static PyObject *on_task_dead(PyObject *self, PyObject *wr) {
 static PyMethodDef on_task_dead_def = {"_on_task_dead", on_task_dead, METH_O,
                                        NULL};
 
+/* Re-reads the names of eagerly started tasks: asyncio names such a task
+ * only after its first step, which runs inside create_task() where lineprof
+ * first sees it. Called at the next frame start and at profile writes. A
+ * task that died meanwhile keeps the name it had when first seen. */
+void lp__refresh_task_names(lp_profiler_t *p) {
+  int i, keep = 0;
+  for (i = 0; i < p->nunnamed; i++) {
+    PyObject *task = p->unnamed[i], *name;
+    uintptr_t rec;
+    const char *s;
+    if (!lp_map_get(&p->task_index, (uintptr_t)task, &rec))
+      continue; /* dead: its address may be reused, do not touch it */
+    if (((lp_task_t *)rec)->running > 0) {
+      p->unnamed[keep++] = task; /* still in its first step: not named yet */
+      continue;
+    }
+    name = PyObject_CallMethod(task, "get_name", NULL);
+    if (name != NULL && PyUnicode_Check(name) &&
+        (s = PyUnicode_AsUTF8(name)) != NULL)
+      lp_task_rename((lp_task_t *)rec, s);
+    Py_XDECREF(name);
+    PyErr_Clear();
+  }
+  p->nunnamed = keep;
+}
+
 /* Returns a new reference to the running loop's current task, or Py_None,
  * or NULL when asyncio is not in use or no loop runs in this thread. */
 static PyObject *current_task(lp_profiler_t *p) {
@@ -229,16 +259,23 @@ static PyObject *current_task(lp_profiler_t *p) {
 }
 
 void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
-  lp_task_t *rec = lp_engine_caller_task(th);
+  lp_task_t *rec = NULL;
   PyObject *exc_type, *exc, *tb, *task;
   uintptr_t v;
+  /* A plain function runs in its caller's task. A coroutine may be the
+   * first step of a new task run eagerly inside create_task() (3.12's
+   * eager_task_factory), on top of its creator's frame: look it up. */
+  if (p->nunnamed > 0)
+    lp__refresh_task_names(p);
+  if (lp_engine_top(th)->func->kind == LP_KIND_FUNCTION)
+    rec = lp_engine_caller_task(th);
   if (rec == NULL) {
     PyErr_Fetch(&exc_type, &exc, &tb);
     task = current_task(p);
     if (task != NULL && task != Py_None) {
       rec = lp_map_get(&p->task_index, (uintptr_t)task, &v)
                 ? (lp_task_t *)v
-                : task_new(p, task, t);
+                : task_new(p, task, t, lp_engine_caller_task(th) != NULL);
     }
     Py_XDECREF(task);
     PyErr_Clear();
@@ -590,6 +627,7 @@ static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
   uint64_t now = lp_engine_now(&p->eng);
   (void)unused;
   reap_finished(p, now);
+  lp__refresh_task_names(p);
   lp_engine_settle(&p->eng, now);
   if (build_meta(&meta, NULL) != 0) {
     lp_meta_close(&meta);
@@ -619,6 +657,7 @@ static PyObject *Profiler_dump(lp_profiler_t *p, PyObject *args,
     return NULL;
   path = PyBytes_AS_STRING(bytes);
   reap_finished(p, lp_engine_now(&p->eng));
+  lp__refresh_task_names(p);
   lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
   if (build_meta(&meta, extra) != 0)
     goto fail;
