@@ -11,6 +11,14 @@ Command-line compatible with line_profiler 5's ``kernprof``::
 goes through :mod:`cProfile` into ``<script>.prof``.  The code runs as
 ``__main__`` exactly as ``python`` would run it, and its exit status is
 kept.  The console-script entry point is :func:`kernprof.main`.
+
+Signals: the profile is written however the run ends.  SIGINT unwinds the
+code as a KeyboardInterrupt, as in ``python``.  SIGTERM, whose default
+action would kill the process on the spot, unwinds it too when the code has
+not set a handler of its own; kernprof then writes the profile and ends by
+SIGTERM.  A code that handles the signals itself (``signal.signal``,
+``loop.add_signal_handler``) keeps them, and its exit status is kept.  While
+the profile is being written, SIGINT and SIGTERM wait.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import os
 import pstats
 import runpy
 import shlex
+import signal
 import sys
+import threading
 import types
 import zipfile
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lineprof
 from lineprof.api import ByCountWrapping
@@ -385,6 +395,165 @@ def _install_trimming_excepthook() -> None:
     sys.excepthook = hook
 
 
+# -- signals ----------------------------------------------------------------------
+
+_SIGTERM = getattr(signal, "SIGTERM", None)
+#: The signals held while the profile is written.
+_HELD = tuple(s for s in (getattr(signal, "SIGINT", None), _SIGTERM) if s is not None)
+
+
+class _Terminated(SystemExit):
+    """Raised by kernprof's SIGTERM handler to unwind the profiled code.
+
+    A SystemExit, so that asyncio passes it through tasks and the loop as it
+    does KeyboardInterrupt.  Its code is the shell's status for a SIGTERM
+    death (143), for the case where it escapes kernprof.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(128 + int(_SIGTERM or 15))
+
+
+#: The process that installed kernprof's SIGTERM handler.
+_sigterm_owner: Optional[int] = None
+_fork_hook_registered = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if os.getpid() != _sigterm_owner:  # a child forked by the code: die as by default
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        return
+    raise _Terminated()
+
+
+def _sigterm_default_in_child() -> None:
+    # A forked child (multiprocessing's workers) dies by SIGTERM at once, as
+    # under python: Pool.terminate() and Process.terminate() rely on it.
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        if signal.getsignal(_SIGTERM) is _on_sigterm:
+            signal.signal(_SIGTERM, signal.SIG_DFL)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def install_sigterm() -> bool:
+    """Make SIGTERM raise in the code instead of killing the process at once.
+
+    Only when SIGTERM has its default action and this is the main thread;
+    returns True if kernprof's handler was installed.
+    """
+    if _SIGTERM is None or not _in_main_thread():
+        return False
+    global _sigterm_owner, _fork_hook_registered
+    try:
+        if signal.getsignal(_SIGTERM) != signal.SIG_DFL:
+            return False
+        _sigterm_owner = os.getpid()
+        signal.signal(_SIGTERM, _on_sigterm)
+    except (OSError, ValueError):
+        return False
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_sigterm_default_in_child)
+        _fork_hook_registered = True
+    return True
+
+
+def uninstall_sigterm() -> None:
+    """Give SIGTERM its default action back if kernprof's handler is still the one; returns None."""
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        if signal.getsignal(_SIGTERM) is _on_sigterm:
+            signal.signal(_SIGTERM, signal.SIG_DFL)
+
+
+def end_by_signal(signum: int) -> None:
+    """Flush the output and end the process by ``signum``'s default action; does not return."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signum, signal.SIG_DFL)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        signal.raise_signal(signum)
+    os._exit(128 + signum)  # the signal did not end the process (not the main thread?)
+
+
+class HeldSignals:
+    """Holds SIGINT and SIGTERM back while the profile is written.
+
+    :meth:`hold` puts in handlers that only note the signal (for every
+    thread: the handlers are process-wide, unlike a signal mask);
+    :meth:`release` puts the previous handlers back, and :meth:`redeliver`
+    then sends the noted signals again, so that those handlers get them as
+    if they had come just after the write.  ``received`` lists the signals
+    that came in between, in order.  All do nothing outside the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.received: List[int] = []
+        self._saved: Dict[int, Any] = {}
+        self._redelivered = False
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+    def hold(self) -> None:
+        """Install the noting handlers that are not yet installed; returns None.
+
+        Calling it again finishes a hold that a signal interrupted.
+        """
+        if not _in_main_thread():
+            return
+        for signum in _HELD:
+            if signum in self._saved:
+                continue
+            try:
+                self._saved[signum] = signal.signal(signum, self._note)
+            except (OSError, ValueError):
+                pass
+
+    def release(self) -> None:
+        """Put the previous handlers back; returns None.  Signals received since stay in ``received``."""
+        while self._saved:
+            signum, previous = self._saved.popitem()
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                # None: a handler not set from Python; the default is the best guess.
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+    def redeliver(self) -> None:
+        """Send each signal received while held to this process once more, SIGTERM first; returns None.
+
+        Call it after :meth:`release`, once.  The handlers run now and
+        raise what they raise (KeyboardInterrupt for SIGINT's default); an
+        ignored signal stays ignored, and one whose action is the default
+        ends the process, output flushed first.
+        """
+        if self._redelivered or not self.received:
+            return
+        self._redelivered = True
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for signum in sorted(set(self.received), key=lambda s: s != _SIGTERM):
+            signal.raise_signal(signum)
+
+
+def _stronger(outcome: Optional[BaseException], exc: BaseException) -> BaseException:
+    """Return which of the run's ``outcome`` and a later signal's ``exc`` decides the exit.
+
+    A SIGTERM that kernprof caught is final; otherwise the later one wins,
+    except that a later KeyboardInterrupt does not replace an earlier one.
+    """
+    if isinstance(outcome, _Terminated):
+        return outcome
+    if isinstance(outcome, KeyboardInterrupt) and isinstance(exc, KeyboardInterrupt):
+        return outcome
+    return exc
+
+
 # -- main -------------------------------------------------------------------------
 
 def _say(stream: Any, text: str) -> None:
@@ -403,7 +572,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     The profiled code's own ``SystemExit`` and ``KeyboardInterrupt`` are
     re-raised after the profile is written, so the process ends as
     ``python`` would have; another uncaught exception prints its traceback
-    and returns 1.  Usage errors raise SystemExit(2).
+    and returns 1.  After a SIGTERM that kernprof caught (see the module
+    docstring), the process ends by SIGTERM and this does not return.
+    Usage errors raise SystemExit(2).
     """
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
     if opts.output_interval is not None:
@@ -417,11 +588,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     saved_main = sys.modules.get("__main__")
     missing = object()
     saved_builtin = builtins.__dict__.get("profile", missing)
+    terminated = False
     try:
         return _profile_and_report(opts)
     except KernprofError as exc:
         _error(str(exc))
         return 1
+    except _Terminated:
+        terminated = True
+        return 128 + int(_SIGTERM or 15)  # not reached: ends by SIGTERM below
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
@@ -432,6 +607,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             builtins.profile = saved_builtin
         lineprof.profile._install(None)
+        if terminated:
+            end_by_signal(int(_SIGTERM))
 
 
 def _make_profiler(line_by_line: bool) -> Any:
@@ -456,14 +633,54 @@ def _profile_and_report(opts: argparse.Namespace) -> int:
         builtins.profile = prof
 
     stdout = sys.stdout
-    with contextlib.ExitStack() as quiet:
-        if opts.verbosity < -1:
-            devnull = quiet.enter_context(open(os.devnull, "w"))
-            quiet.enter_context(contextlib.redirect_stdout(devnull))
-            stdout = devnull
-            if opts.verbosity < -2:
-                quiet.enter_context(contextlib.redirect_stderr(devnull))
-        outcome: Optional[BaseException] = None
+    held = HeldSignals()
+    ours = install_sigterm()  # before the setup file: it is part of the run
+    try:
+        with contextlib.ExitStack() as quiet:
+            if opts.verbosity < -1:
+                devnull = quiet.enter_context(open(os.devnull, "w"))
+                quiet.enter_context(contextlib.redirect_stdout(devnull))
+                stdout = devnull
+                if opts.verbosity < -2:
+                    quiet.enter_context(contextlib.redirect_stderr(devnull))
+            outcome = _run(prof, opts, setup, held)
+            status = _write(prof, opts, outfile, stdout)
+            held.release()
+            try:
+                held.redeliver()  # signals that waited for the write take effect now
+            except BaseException as exc:  # what their handlers raised
+                outcome = _stronger(outcome, exc)
+            if status == 0 and not held.received:
+                try:
+                    _show_quietly(prof, opts, outfile, stdout)
+                except (KeyboardInterrupt, _Terminated) as exc:  # a signal while showing
+                    outcome = _stronger(outcome, exc)
+    finally:
+        held.release()
+        if ours:
+            uninstall_sigterm()
+
+    if outcome is None:
+        return status
+    if isinstance(outcome, SystemExit):  # _Terminated included: main() ends by SIGTERM
+        raise outcome
+    if isinstance(outcome, KeyboardInterrupt):
+        _install_trimming_excepthook()
+        raise outcome
+    _print_exception(outcome)
+    return 1
+
+
+def _run(prof: Any, opts: argparse.Namespace, setup: Optional[str],
+         held: HeldSignals) -> Optional[BaseException]:
+    """Run the setup file and the code under ``prof``; return what the code raised, or None.
+
+    When the code is done, however it ended, ``held`` holds SIGINT and
+    SIGTERM back, so that nothing interrupts the profile write that follows.
+    """
+    line = opts.line_by_line
+    outcome: Optional[BaseException] = None
+    try:
         try:
             if setup:
                 run_setup(setup)  # outside the profiler
@@ -473,30 +690,22 @@ def _profile_and_report(opts: argparse.Namespace) -> int:
                     run_target(opts)
                 finally:
                     prof.disable_by_count()
-            elif builtin:
+            elif opts.builtin:
                 run_target(opts)
             else:
                 prof.runcall(run_target, opts)
-        except BaseException as exc:  # the script's own outcome, kept for later
-            outcome = exc
         finally:
-            while getattr(prof, "enable_count", 0) > 0:
-                prof.disable_by_count()
-        status = _write_and_show(prof, opts, outfile, stdout)
-
-    if outcome is None:
-        return status
-    if isinstance(outcome, SystemExit):
-        raise outcome
-    if isinstance(outcome, KeyboardInterrupt):
-        _install_trimming_excepthook()
-        raise outcome
-    _print_exception(outcome)
-    return 1
+            held.hold()
+    except BaseException as exc:  # the script's own outcome, kept for later
+        outcome = exc
+    held.hold()  # again, in case a signal came in the middle of the first
+    while getattr(prof, "enable_count", 0) > 0:
+        prof.disable_by_count()
+    return outcome
 
 
-def _write_and_show(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> int:
-    """Write the profile, say where, and show it with -v; return 0, or 1 if writing failed."""
+def _write(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> int:
+    """Write the profile and say where; return 0, or 1 if writing failed."""
     try:
         prof.dump_stats(outfile)
     except OSError as exc:
@@ -504,12 +713,16 @@ def _write_and_show(prof: Any, opts: argparse.Namespace, outfile: str, stdout: A
         return 1
     if opts.verbosity >= 0:
         _say(stdout, f"Wrote profile results to {outfile!r}")
+    return 0
+
+
+def _show_quietly(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> None:
+    """Show the results as the options ask; a reader of our output that went away is not an error."""
     try:
         _show(prof, opts, outfile, stdout)
     except BrokenPipeError:  # the reader of our output went away
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
-    return 0
 
 
 def _show(prof: Any, opts: argparse.Namespace, outfile: str, stdout: Any) -> None:

@@ -140,7 +140,10 @@ int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
 
 /* A frame of func resumes at t on th (send, next, or throw). If a frame is
  * parked under key, its await time up to t goes to the line it suspended
- * at and it is pushed back, with ident replaced. Otherwise (profiling was
+ * at and it is pushed back, with ident replaced; its task is active again
+ * and, as in lp_engine_set_task, a different task running directly below
+ * waits meanwhile (a generator of one task stepped by another). Otherwise
+ * (profiling was
  * enabled while it was suspended) a new frame is adopted at lineno, without
  * a hit. Returns 1 (unparked), 0 (adopted) or LP_ENOMEM (nothing pushed;
  * a parked frame stays parked). */
