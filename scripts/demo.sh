@@ -17,6 +17,10 @@ cd "$out"
 "$venv/bin/kernprof" -l -v "$ROOT/examples/sync_example.py"
 "$venv/bin/kernprof" -l -v "$ROOT/examples/async_example.py"
 echo
+echo "== timeout -s INT 3s kernprof -l examples/mayhem.py; python -m lineprof -t --top 5 mayhem.py.lprof"
+timeout -s INT 3s "$venv/bin/kernprof" -l "$ROOT/examples/mayhem.py" >/dev/null 2>&1 || true
+"$venv/bin/python" -m lineprof -t --top 5 mayhem.py.lprof | tail -40
+echo
 echo "== python -m lineprof async_example.py.lprof --json | head"
 "$venv/bin/python" -m lineprof --json async_example.py.lprof | head -c 600
 echo
