@@ -2,13 +2,6 @@
 
 #include <time.h>
 
-uint64_t lp_clock_monotonic(void *arg) {
-  struct timespec ts;
-  (void)arg;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t lp_clock_realtime(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

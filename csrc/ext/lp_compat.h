@@ -7,12 +7,29 @@
 #include <Python.h>
 #include <frameobject.h>
 
+#if defined(__GNUC__)
+#define LP_LIKELY_COMPAT(x) __builtin_expect(!!(x), 1)
+#else
+#define LP_LIKELY_COMPAT(x) (x)
+#endif
+
 #if PY_VERSION_HEX >= 0x030C0000
 #define LP_BACKEND_MONITORING 1
 #define LP_BACKEND_NAME "monitoring"
 #else
 #define LP_BACKEND_SETTRACE 1
 #define LP_BACKEND_NAME "settrace"
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* A small int argument of a monitoring callback (line numbers, offsets):
+ * the compact-value fast path avoids PyLong_AsLong's general case. */
+static inline long lp_compat_small_int(PyObject *v) {
+  if (LP_LIKELY_COMPAT(PyLong_CheckExact(v) &&
+                       PyUnstable_Long_IsCompact((PyLongObject *)v)))
+    return (long)PyUnstable_Long_CompactValue((PyLongObject *)v);
+  return PyLong_AsLong(v);
+}
 #endif
 
 #if PY_VERSION_HEX < 0x030900B1

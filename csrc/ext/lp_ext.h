@@ -52,7 +52,20 @@ typedef struct {
   lp_thread_t *th;
 } lp__tls_t;
 
-extern _Thread_local lp__tls_t lp__tls;
+#if defined(__GNUC__)
+#define LP_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define LP_TLS_MODEL
+#endif
+
+/* initial-exec: one register-relative load instead of __tls_get_addr; the
+ * variable is small enough for glibc's static TLS reserve of dlopen'ed
+ * modules. */
+extern _Thread_local lp__tls_t lp__tls LP_TLS_MODEL;
+
+/* The binding's clock: the engine was created with lp_clock_monotonic, and
+ * the hooks call it directly (inlined) rather than through the pointer. */
+#define LP_NOW(p) ((void)(p), lp_clock_monotonic(NULL))
 
 /* Returns the calling thread's record, creating it on first use; NULL after
  * a failure (recorded). */

@@ -34,7 +34,7 @@ static PyObject *gen_of_current_frame(void) {
   (void)self;                                                                \
   if (LP_UNLIKELY(p == NULL || !p->recording))                               \
     Py_RETURN_NONE;                                                          \
-  t = lp_engine_now(&p->eng);                                                \
+  t = LP_NOW(p);                                                \
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))                             \
     Py_RETURN_NONE;
 
@@ -42,7 +42,7 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
                          Py_ssize_t nargs) {
   ENTER(p, th, t)
   lp_frame_t *top = lp_engine_top(th);
-  int32_t lineno = (int32_t)PyLong_AsLong(args[1]);
+  int32_t lineno = (int32_t)lp_compat_small_int(args[1]);
   int err;
   (void)nargs;
   if (LP_UNLIKELY(top == NULL || top->ident != (uintptr_t)args[0])) {
@@ -68,7 +68,7 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
 static PyObject *cb_jump(PyObject *self, PyObject *const *args,
                          Py_ssize_t nargs) {
   ENTER(p, th, t)
-  long from = PyLong_AsLong(args[1]), to = PyLong_AsLong(args[2]);
+  long from = lp_compat_small_int(args[1]), to = lp_compat_small_int(args[2]);
   uintptr_t key = (uintptr_t)args[0] + (uintptr_t)from + 1, line;
   lp_frame_t *top;
   int err;
@@ -121,7 +121,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
   LP_REFRESH_NAMES(p);
   if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
-    int off = (int)PyLong_AsLong(args[1]);
+    int off = (int)lp_compat_small_int(args[1]);
     lineno = PyCode_Addr2Line((PyCodeObject *)args[0], off);
     PyErr_Clear();
   }

@@ -23,7 +23,7 @@ static void lines_off(lp_profiler_t *p, PyFrameObject *frame) {
 
 static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
   lp_func_t *f = func_of(p, frame);
-  uint64_t t = lp_engine_now(&p->eng);
+  uint64_t t = LP_NOW(p);
   int err;
   if (f == NULL) {
     lines_off(p, frame);
@@ -53,7 +53,7 @@ static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
 
 static void on_return(lp_profiler_t *p, lp_thread_t *th, lp_frame_t *top,
                       PyFrameObject *frame, PyObject *arg) {
-  uint64_t t = lp_engine_now(&p->eng);
+  uint64_t t = LP_NOW(p);
   uintptr_t user;
   if (top->func->kind != LP_KIND_FUNCTION && arg != NULL) {
     PyObject *gen = lp_compat_frame_gen(frame);
@@ -88,7 +88,7 @@ static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
     lines_off(p, frame);
     return;
   }
-  t = lp_engine_now(&p->eng);
+  t = LP_NOW(p);
   if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0) {
     lp__fail(p, err, "line");
     return;
@@ -116,7 +116,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   case PyTrace_LINE:
     if (LP_LIKELY(top != NULL && top->ident == (uintptr_t)frame)) {
       int err = lp_engine_line(top, PyFrame_GetLineNumber(frame),
-                               lp_engine_now(&p->eng));
+                               LP_NOW(p));
       if (LP_UNLIKELY(err))
         lp__fail(p, err, "line");
     } else {

@@ -14,7 +14,7 @@
 #define LINEPROF_VERSION "0"
 #endif
 
-_Thread_local lp__tls_t lp__tls;
+_Thread_local lp__tls_t lp__tls LP_TLS_MODEL;
 
 static PyObject *FormatError;
 static PyObject *str_asyncio;
