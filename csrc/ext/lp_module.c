@@ -620,15 +620,21 @@ static PyObject *Profiler_drop(lp_profiler_t *p, PyObject *gen) {
   Py_RETURN_NONE;
 }
 
+/* Brings the counters up to now before a snapshot or a write: finished
+ * parked generators dropped, eager task names re-read, open time counted. */
+static void catch_up(lp_profiler_t *p) {
+  uint64_t now = lp_engine_now(&p->eng);
+  reap_finished(p, now);
+  lp__refresh_task_names(p);
+  lp_engine_settle(&p->eng, now);
+}
+
 static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
   lp_meta_t meta = {0};
   task_list_t tl;
   PyObject *r;
-  uint64_t now = lp_engine_now(&p->eng);
   (void)unused;
-  reap_finished(p, now);
-  lp__refresh_task_names(p);
-  lp_engine_settle(&p->eng, now);
+  catch_up(p);
   if (build_meta(&meta, NULL) != 0) {
     lp_meta_close(&meta);
     return NULL;
@@ -656,9 +662,7 @@ static PyObject *Profiler_dump(lp_profiler_t *p, PyObject *args,
   if (!PyUnicode_FSConverter(path_obj, &bytes))
     return NULL;
   path = PyBytes_AS_STRING(bytes);
-  reap_finished(p, lp_engine_now(&p->eng));
-  lp__refresh_task_names(p);
-  lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
+  catch_up(p);
   if (build_meta(&meta, extra) != 0)
     goto fail;
   err = lp_file_encode(&p->eng.table, &meta, &p->eng.tasks, p->t0, &buf);
