@@ -38,7 +38,7 @@ import sys
 import threading
 import types
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import lineprof
 from lineprof.api import ByCountWrapping
@@ -52,11 +52,20 @@ PROG = "kernprof"
 DEFAULT_UNIT = 1e-6
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+#: The file of lineprof's decorator wrappers, whose frames tracebacks do not show.
+_WRAPPERS_FILE = os.path.join(os.path.dirname(os.path.abspath(lineprof.__file__)), "api.py")
 _RUNPY_FILES = {getattr(runpy, "__file__", None), "<frozen runpy>"}
 
 
 class KernprofError(Exception):
     """A user error kernprof reports as one line, ``kernprof: error: <message>``, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class ContextualProfile(ByCountWrapping, cProfile.Profile):
@@ -160,7 +169,7 @@ def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, Li
 
 def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
     """Return kernprof's parser; ``with_script=False`` parses only the options before -m/-c."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, allow_abbrev=False,
         description="Run and profile a Python script, module (-m) or code string (-c).")
     prof = parser.add_argument_group("profiling options")
@@ -238,17 +247,32 @@ def default_outfile(mode: str, target: str, line_by_line: bool) -> str:
 
 
 def find_script(name: str) -> str:
-    """Return the path of script ``name``: as given, else searched on PATH.  Raises KernprofError."""
-    if os.path.isfile(name) or _runnable_dir(name):
+    """Return the path of script ``name``: as given, else searched on PATH.
+
+    Raises KernprofError if it is not found or cannot be read.
+    """
+    if os.path.isfile(name):
+        _check_readable(name)
+        return name
+    if _runnable_dir(name):
         return name
     if os.sep not in name and (os.altsep is None or os.altsep not in name):
         for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
             candidate = os.path.join(folder, name)
             if folder and os.path.isfile(candidate):
+                _check_readable(candidate)
                 return candidate
     if os.path.isdir(name):
         raise KernprofError(f"can't find '__main__' module in {name!r}")
     raise KernprofError(f"could not find script {name!r}")
+
+
+def _check_readable(path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise KernprofError(f"can't open script {path!r}: {exc.strerror or exc}") from None
 
 
 def _runnable_dir(path: str) -> bool:
@@ -361,8 +385,20 @@ def _is_ours(filename: str) -> bool:
     return os.path.dirname(os.path.abspath(filename)) == _HERE
 
 
+def _is_wrapper(code: types.CodeType) -> bool:
+    return code.co_name == "wrapper" and os.path.abspath(code.co_filename) == _WRAPPERS_FILE
+
+
 def trim_traceback(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
-    """Return ``tb`` without kernprof's (and runpy's) frames in front of the user's code."""
+    """Return ``tb`` without kernprof's (and runpy's) frames in front of the user's code.
+
+    The frames of lineprof's decorator wrappers (``@profile``) are left out
+    too, wherever they are, so the traceback reads as under ``python``.
+    """
+    return _drop_wrappers(_trim_front(tb))
+
+
+def _trim_front(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
     last_ours = None
     t = tb
     while t is not None:
@@ -377,19 +413,53 @@ def trim_traceback(tb: Optional[types.TracebackType]) -> Optional[types.Tracebac
     return t
 
 
+def _drop_wrappers(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    kept = [t for t in entries if not _is_wrapper(t.tb_frame.f_code)]
+    if len(kept) == len(entries):
+        return entries[0] if entries else None
+    new = None
+    for t in reversed(kept):
+        new = types.TracebackType(new, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return new
+
+
+_EXCEPTION_GROUP = getattr(builtins, "BaseExceptionGroup", ())
+
+
+def trim_exception(exc: BaseException) -> None:
+    """Trim the tracebacks of ``exc`` and of the exceptions it chains or groups in place; returns None."""
+    todo: List[Optional[BaseException]] = [exc]
+    seen = set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = trim_traceback(e.__traceback__)
+        todo += [e.__cause__, e.__context__]
+        if isinstance(e, _EXCEPTION_GROUP):
+            todo += list(e.exceptions)
+
+
 def _print_exception(exc: BaseException) -> None:
     # The default hook shows exc.__traceback__, whatever tb it is given.
-    tb = trim_traceback(exc.__traceback__)
-    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    trim_exception(exc)
+    sys.excepthook(type(exc), exc, exc.__traceback__)
 
 
 def _install_trimming_excepthook() -> None:
     previous = sys.excepthook
 
     def hook(exc_type: Any, exc: Any, tb: Any) -> None:
-        tb = trim_traceback(tb)
         if isinstance(exc, BaseException):
-            exc = exc.with_traceback(tb)
+            trim_exception(exc)
+            tb = exc.__traceback__
+        else:
+            tb = trim_traceback(tb)
         previous(exc_type, exc, tb)
 
     sys.excepthook = hook
@@ -663,6 +733,8 @@ def _profile_and_report(opts: argparse.Namespace) -> int:
     if outcome is None:
         return status
     if isinstance(outcome, SystemExit):  # _Terminated included: main() ends by SIGTERM
+        if status and outcome.code in (None, 0):
+            return status  # the profile was not written: not a success
         raise outcome
     if isinstance(outcome, KeyboardInterrupt):
         _install_trimming_excepthook()

@@ -412,6 +412,8 @@ def load_stats(path: "os.PathLike[str] | str") -> LineStats:
         raise LineprofError(f"{path}: {exc}") from None
     except OSError as exc:
         raise LineprofError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # a name in the file is not UTF-8
+        raise LineprofError(f"{path}: profile is malformed (a name is not valid UTF-8)") from None
     return LineStats.from_dict(data)
 
 
