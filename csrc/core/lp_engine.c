@@ -5,13 +5,18 @@
 #include "lp_alloc.h"
 #include "lp_error.h"
 
-void lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg) {
+int lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg) {
   memset(e, 0, sizeof(*e));
   lp_table_init(&e->table);
   lp_tasks_init(&e->tasks, 0);
   lp_map_init(&e->parked);
   e->clock = clock;
   e->clock_arg = clock_arg;
+  if (lp_sync_init(&e->sync) != 0)
+    return LP_ENOMEM;
+  e->table.sync = &e->sync;
+  e->tasks.sync = &e->sync;
+  return 0;
 }
 
 void lp_engine_close(lp_engine_t *e) {
@@ -25,6 +30,7 @@ void lp_engine_close(lp_engine_t *e) {
   lp_map_close(&e->parked);
   lp_tasks_close(&e->tasks);
   lp_table_close(&e->table);
+  lp_sync_close(&e->sync);
   lp_engine_init(e, e->clock, e->clock_arg);
 }
 
@@ -33,8 +39,11 @@ int lp_engine_thread_new(lp_engine_t *e, uint64_t id, lp_thread_t **out) {
   if (th == NULL)
     return LP_ENOMEM;
   th->id = id;
+  th->sync = &e->sync;
+  lp__sync_lock(&e->sync);
   th->next = e->threads;
   e->threads = th;
+  lp__sync_unlock(&e->sync);
   *out = th;
   return 0;
 }
@@ -42,11 +51,16 @@ int lp_engine_thread_new(lp_engine_t *e, uint64_t id, lp_thread_t **out) {
 static int push(lp_thread_t *th, const lp_frame_t *fr) {
   if (th->depth == th->cap) {
     uint32_t cap = th->cap ? th->cap * 2 : 32;
-    lp_frame_t *ns = lp__realloc(th->stack, cap * sizeof(*ns));
+    lp_frame_t *ns;
+    lp__sync_lock(th->sync);
+    ns = lp__realloc(th->stack, cap * sizeof(*ns));
+    if (ns != NULL) {
+      th->stack = ns;
+      th->cap = cap;
+    }
+    lp__sync_unlock(th->sync);
     if (ns == NULL)
       return LP_ENOMEM;
-    th->stack = ns;
-    th->cap = cap;
   }
   th->stack[th->depth++] = *fr;
   return 0;
@@ -141,12 +155,18 @@ static uint32_t pool_take(lp_engine_t *e) {
   }
   if (e->pool_len == e->pool_cap) {
     uint32_t cap = e->pool_cap ? e->pool_cap * 2 : 64;
-    lp_frame_t *np = lp__realloc(e->pool, cap * sizeof(*np));
+    lp_frame_t *np;
+    lp__sync_lock(&e->sync);
+    np = lp__realloc(e->pool, cap * sizeof(*np));
+    if (np != NULL) {
+      e->pool = np;
+      e->pool_cap = cap;
+    }
+    lp__sync_unlock(&e->sync);
     if (np == NULL)
       return UINT32_MAX;
-    e->pool = np;
-    e->pool_cap = cap;
   }
+  e->pool[e->pool_len].func = NULL; /* free until filled */
   return e->pool_len++;
 }
 

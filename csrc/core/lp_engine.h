@@ -16,8 +16,10 @@
  * The semantics are written out in docs/semantics.md.
  *
  * Thread contract: every call on one engine is serialized by the caller
- * (the GIL). Nothing is allocated per line event; the stacks, the parked
- * pool and the line arrays grow geometrically and report LP_ENOMEM. */
+ * (the GIL), and wrapped by the caller in lp_sync_write_begin/end on
+ * e->sync when a reader may run (lp_snapshot.h). Nothing is allocated per
+ * line event; the stacks, the parked pool and the line arrays grow
+ * geometrically, under e->sync's mutex, and report LP_ENOMEM. */
 #ifndef LP_ENGINE_H
 #define LP_ENGINE_H
 
@@ -25,6 +27,7 @@
 
 #include "lp_clock.h"
 #include "lp_map.h"
+#include "lp_sync.h"
 #include "lp_table.h"
 #include "lp_task.h"
 
@@ -47,6 +50,7 @@ typedef struct lp_thread_s {
   uint32_t depth;
   uint32_t cap;
   uint64_t id;       /* the backend's thread id */
+  lp_sync_t *sync;   /* its engine's */
   struct lp_thread_s *next;
 } lp_thread_t;
 
@@ -62,14 +66,17 @@ typedef struct lp_engine_s {
   uint32_t pool_cap;
   uint32_t pool_free; /* index + 1 of the first free slot; 0: none */
   uint32_t nparked;
+  lp_sync_t sync;     /* shared with a reader: see lp_sync.h */
 } lp_engine_t;
 
 /* Initializes an engine with an empty table. clock and clock_arg give the
- * time source (lp_clock_monotonic in production). Allocates nothing. */
-void lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg);
+ * time source (lp_clock_monotonic in production). Returns 0 or LP_ENOMEM
+ * (the mutex could not be made; close the engine all the same). */
+int lp_engine_init(lp_engine_t *e, lp_clock_cb clock, void *clock_arg);
 
-/* Frees threads, parked frames and the table. user values of live frames
- * are dropped without notice: release them first (lp_engine_each_user). */
+/* Frees threads, parked frames and the table; the engine is then empty
+ * and usable again. user values of live frames are dropped without
+ * notice: release them first (lp_engine_each_user). No reader may run. */
 void lp_engine_close(lp_engine_t *e);
 
 static inline uint64_t lp_engine_now(const lp_engine_t *e) {

@@ -13,7 +13,11 @@
   XX(TRUNC, "profile is truncated")                                          \
   XX(CORRUPT, "profile is damaged (checksum mismatch)")                      \
   XX(FORMAT, "profile is malformed")                                         \
-  XX(BUSY, "another lineprof profiler is active")
+  XX(BUSY, "another lineprof profiler is active")                           \
+  XX(ADDR, "bad address: use HOST:PORT, PORT or unix:PATH")                  \
+  XX(REMOTE, "refusing a non-loopback address (allow it explicitly)")        \
+  XX(PROTO, "malformed request")                                             \
+  XX(STATE, "the worker is not in a state that allows this")
 
 enum lp__err_index {
   LP__EINDEX_OK = 0,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lp_alloc.h"
@@ -19,6 +20,8 @@ static const uint8_t magic[8] = {0x89, 'L', 'P', 'R', 'O', 'F', '\r', '\n'};
 #define TAG_META TAG('M', 'E', 'T', 'A')
 #define TAG_FUNC TAG('F', 'U', 'N', 'C')
 #define TAG_TASK TAG('T', 'A', 'S', 'K')
+#define TAG_NOW TAG('N', 'O', 'W', ' ')
+#define NOW_RECORD_SIZE 32 /* 3 x u64 + u32 func + i32 lineno */
 #define LINE_RECORD_SIZE 36 /* i32 lineno + 4 x u64 */
 #define MAX_STRING (1u << 20)
 
@@ -176,6 +179,18 @@ static void emit_task(const lp_task_t *t, void *arg) {
 
 int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
                    const lp_tasks_t *tasks, uint64_t t0, lp_buf_t *b) {
+  lp_file_parts_t parts;
+  memset(&parts, 0, sizeof(parts));
+  parts.table = table;
+  parts.meta = meta;
+  parts.tasks = tasks;
+  parts.t0 = t0;
+  return lp_file_encode_parts(&parts, b);
+}
+
+int lp_file_encode_parts(const lp_file_parts_t *parts, lp_buf_t *b) {
+  const lp_table_t *table = parts->table;
+  const lp_meta_t *meta = parts->meta;
   size_t at;
   uint32_t i, j, used;
   uint8_t *hdr = buf_grab(b, LP_FILE_HEADER_SIZE);
@@ -215,12 +230,30 @@ int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
     }
     section_close(b, at);
   }
-  if (tasks != NULL) {
+  if (parts->tasks != NULL || parts->task_list != NULL) {
     task_emit_t te;
     te.b = b;
-    te.t0 = t0;
+    te.t0 = parts->t0;
     at = section_open(b, TAG_TASK);
-    lp_tasks_each(tasks, emit_task, &te);
+    if (parts->tasks != NULL)
+      lp_tasks_each(parts->tasks, emit_task, &te);
+    for (i = 0; i < parts->ntasks; i++)
+      emit_task(&parts->task_list[i], &te);
+    section_close(b, at);
+  }
+  if (parts->with_now) {
+    at = section_open(b, TAG_NOW);
+    for (i = 0; i < parts->nnow; i++) {
+      const lp_now_t *n = &parts->now[i];
+      uint8_t *p;
+      if (n->func >= table->nfuncs || (p = buf_grab(b, NOW_RECORD_SIZE)) == NULL)
+        continue;
+      put64(p, n->thread);
+      put64(p + 8, n->task);
+      put64(p + 16, n->elapsed);
+      put32(p + 24, n->func);
+      put32(p + 28, (uint32_t)n->lineno);
+    }
     section_close(b, at);
   }
   if (b->err)
@@ -238,13 +271,16 @@ int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
 
 int lp_file_write_buf(const char *path, const lp_buf_t *buf) {
   size_t n = strlen(path), off = 0;
-  char *tmp = lp__malloc(n + 32);
+  char *tmp = lp__malloc(n + 48);
   int fd, saved;
   if (tmp == NULL) {
     errno = ENOMEM;
     return LP_EIO;
   }
-  snprintf(tmp, n + 32, "%s.tmp-%ld", path, (long)getpid());
+  /* Unique per thread: the worker's periodic flush and the final write
+   * may target the same path at once. */
+  snprintf(tmp, n + 48, "%s.tmp-%ld-%ld", path, (long)getpid(),
+           (long)syscall(SYS_gettid));
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     goto fail_nofd;
@@ -435,9 +471,36 @@ static int parse_tasks(reader_t *r, lp_profile_t *out) {
   return 0;
 }
 
+/* A NOW section: fixed-size records, checked against the functions once
+ * every section is read. */
+static int parse_now(reader_t *r, lp_profile_t *out) {
+  size_t n;
+  lp_now_t *nn;
+  if (r->left % NOW_RECORD_SIZE != 0 || out->has_now)
+    return LP_EFORMAT;
+  out->has_now = 1;
+  n = r->left / NOW_RECORD_SIZE;
+  if (n == 0)
+    return 0;
+  if ((nn = lp__calloc(n, sizeof(*nn))) == NULL)
+    return LP_ENOMEM;
+  out->now = nn;
+  out->nnow = (uint32_t)n;
+  for (; n > 0; n--, nn++, r->p += NOW_RECORD_SIZE) {
+    nn->thread = get64(r->p);
+    nn->task = get64(r->p + 8);
+    nn->elapsed = get64(r->p + 16);
+    nn->func = get32(r->p + 24);
+    nn->lineno = (int32_t)get32(r->p + 28);
+  }
+  r->left = 0;
+  return 0;
+}
+
 int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
   const uint8_t *d = data;
   uint64_t paylen;
+  uint32_t i;
   reader_t r;
   memset(out, 0, sizeof(*out));
   lp_table_init(&out->table);
@@ -478,11 +541,16 @@ int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
       err = parse_func(&s, &out->table);
     else if (tag == TAG_TASK)
       err = parse_tasks(&s, out);
+    else if (tag == TAG_NOW)
+      err = parse_now(&s, out);
     else
       err = 0; /* a section from a later minor revision: skip it */
     if (err)
       return err;
   }
+  for (i = 0; i < out->nnow; i++)
+    if (out->now[i].func >= out->table.nfuncs)
+      return LP_EFORMAT;
   return 0;
 }
 
@@ -543,6 +611,10 @@ void lp_profile_close(lp_profile_t *p) {
   lp__free(p->tasks);
   p->tasks = NULL;
   p->ntasks = 0;
+  lp__free(p->now);
+  p->now = NULL;
+  p->nnow = 0;
+  p->has_now = 0;
   lp_table_close(&p->table);
   lp_meta_close(&p->meta);
 }

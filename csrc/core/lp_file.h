@@ -26,6 +26,15 @@ typedef struct lp_meta_s {
   uint32_t count;
 } lp_meta_t;
 
+/* One thread's running line at the moment of a snapshot (NOW section). */
+typedef struct lp_now_s {
+  uint64_t thread;  /* the backend's thread id */
+  uint64_t task;    /* id of its task record, 0 if none */
+  uint64_t elapsed; /* nanoseconds it has been running that line */
+  uint32_t func;    /* index of the function, in the order of FUNC sections */
+  int32_t lineno;
+} lp_now_t;
+
 /* A profile read back from a file. Task records keep the fields id, name,
  * coro, time, await, first, last and folded; first and last count from the
  * start of profiling. */
@@ -35,6 +44,9 @@ typedef struct lp_profile_s {
   lp_task_t *tasks;
   uint32_t ntasks;
   uint32_t version;
+  lp_now_t *now;     /* from a live snapshot */
+  uint32_t nnow;
+  int has_now;       /* the payload had a NOW section: a live snapshot */
 } lp_profile_t;
 
 /* A growable byte buffer. */
@@ -62,6 +74,26 @@ void lp_meta_close(lp_meta_t *meta);
  * LP_ENOMEM. */
 int lp_file_encode(const lp_table_t *table, const lp_meta_t *meta,
                    const lp_tasks_t *tasks, uint64_t t0, lp_buf_t *buf);
+
+/* What lp_file_encode_parts writes. Tasks come from a registry (tasks) or
+ * a plain array (task_list, ntasks). with_now writes a NOW section (of
+ * nnow entries, maybe none): the mark of a live snapshot. */
+typedef struct lp_file_parts_s {
+  const lp_table_t *table;
+  const lp_meta_t *meta;
+  const lp_tasks_t *tasks;
+  const lp_task_t *task_list;
+  uint32_t ntasks;
+  const lp_now_t *now;
+  uint32_t nnow;
+  int with_now;
+  uint64_t t0;
+} lp_file_parts_t;
+
+/* Serializes parts (table required, the rest optional) into buf, as
+ * lp_file_encode does. A NOW entry whose func is out of range is left out.
+ * Returns 0 or LP_ENOMEM. */
+int lp_file_encode_parts(const lp_file_parts_t *parts, lp_buf_t *buf);
 
 /* Writes an encoded profile to path atomically: to a temporary file in the
  * same directory, flushed, then renamed over path. Returns 0, or LP_EIO

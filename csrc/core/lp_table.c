@@ -13,6 +13,7 @@ struct lp__retired_s {
 };
 
 void lp_table_init(lp_table_t *t) {
+  t->sync = NULL;
   t->funcs = NULL;
   t->nfuncs = 0;
   t->cap = 0;
@@ -33,12 +34,16 @@ static void func_free(lp_func_t *f) {
 }
 
 void lp_table_close(lp_table_t *t) {
+  lp_sync_t *sync = t->sync;
   uint32_t i;
+  lp__sync_lock(sync);
   for (i = 0; i < t->nfuncs; i++)
     func_free(t->funcs[i]);
   lp__free(t->funcs);
   lp_map_close(&t->index);
   lp_table_init(t);
+  t->sync = sync;
+  lp__sync_unlock(sync);
 }
 
 const char *lp_kind_name(int kind) {
@@ -61,11 +66,16 @@ int lp_table_add(lp_table_t *t, uintptr_t key, const char *file,
     return LP_EINVAL;
   if (t->nfuncs == t->cap) {
     uint32_t cap = t->cap ? t->cap * 2 : 16;
-    lp_func_t **nf = lp__realloc(t->funcs, cap * sizeof(*nf));
+    lp_func_t **nf;
+    lp__sync_lock(t->sync);
+    nf = lp__realloc(t->funcs, cap * sizeof(*nf));
+    if (nf != NULL) {
+      t->funcs = nf;
+      t->cap = cap;
+    }
+    lp__sync_unlock(t->sync);
     if (nf == NULL)
       return LP_ENOMEM;
-    t->funcs = nf;
-    t->cap = cap;
   }
   f = lp__calloc(1, sizeof(*f));
   if (f == NULL)
@@ -75,6 +85,7 @@ int lp_table_add(lp_table_t *t, uintptr_t key, const char *file,
   f->firstlineno = firstlineno;
   f->kind = kind;
   f->key = key;
+  f->sync = t->sync;
   f->lines = lp__calloc(f->nlines, sizeof(lp_line_t));
   f->file = lp__strdup(file);
   f->name = lp__strdup(name);
@@ -86,7 +97,10 @@ int lp_table_add(lp_table_t *t, uintptr_t key, const char *file,
     func_free(f);
     return err;
   }
+  f->index = t->nfuncs;
+  lp__sync_lock(t->sync);
   t->funcs[t->nfuncs++] = f;
+  lp__sync_unlock(t->sync);
   *out = f;
   return 0;
 }
@@ -120,6 +134,7 @@ int lp_func_reserve(lp_func_t *f, int32_t lineno, lp_line_t **out) {
     lp__free(nl);
     return LP_ENOMEM;
   }
+  lp__sync_lock(f->sync);
   memcpy(nl + (f->base - lo), f->lines, f->nlines * sizeof(lp_line_t));
   r->lines = f->lines;
   r->next = f->retired;
@@ -127,6 +142,7 @@ int lp_func_reserve(lp_func_t *f, int32_t lineno, lp_line_t **out) {
   f->lines = nl;
   f->base = (int32_t)lo;
   f->nlines = (uint32_t)(hi - lo + 1);
+  lp__sync_unlock(f->sync);
   *out = &nl[lineno - lo];
   return 0;
 }

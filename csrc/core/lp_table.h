@@ -3,18 +3,19 @@
  * line - base. The table keeps its own copies of file and function names,
  * so it can be written out without any Python object.
  *
- * Thread contract: one writer at a time (the thread holding the GIL).
- * Line arrays that grow are retired, not freed, until lp_table_close, so
- * a reader on another thread never touches freed memory; counters are
- * naturally aligned 64-bit words and never torn on the platforms we build
- * for. A reader must still take a consistent (lines, base, nlines) triple:
- * see lp_func_t. */
+ * Thread contract: one writer at a time (the thread holding the GIL). When
+ * the table belongs to an engine, `sync` is the engine's (lp_sync.h): the
+ * writer holds its mutex while it adds a function or grows a line array,
+ * so a reader holding the mutex sees consistent (lines, base, nlines)
+ * triples and never freed memory. Grown line arrays are also retired, not
+ * freed, until lp_table_close. */
 #ifndef LP_TABLE_H
 #define LP_TABLE_H
 
 #include <stdint.h>
 
 #include "lp_map.h"
+#include "lp_sync.h"
 
 typedef enum {
   LP_KIND_FUNCTION = 0,
@@ -45,6 +46,8 @@ typedef struct lp_func_s {
   char *name;          /* qualified name */
   uintptr_t key;       /* caller's identity for the code object; 0: none */
   lp__retired_t *retired;
+  lp_sync_t *sync;     /* its table's */
+  uint32_t index;      /* its position in the table's funcs */
 } lp_func_t;
 
 typedef struct lp_table_s {
@@ -52,12 +55,14 @@ typedef struct lp_table_s {
   uint32_t nfuncs;
   uint32_t cap;
   lp_map_t index;    /* key -> lp_func_t * */
+  lp_sync_t *sync;   /* the owning engine's, or NULL */
 } lp_table_t;
 
-/* Initializes an empty table. Allocates nothing; cannot fail. */
+/* Initializes an empty table without a reader (sync NULL). Allocates
+ * nothing; cannot fail. */
 void lp_table_init(lp_table_t *t);
 
-/* Frees every function, its names and its counters. */
+/* Frees every function, its names and its counters. sync is kept. */
 void lp_table_close(lp_table_t *t);
 
 /* Registers a function whose lines are expected in [first, last] and

@@ -6,7 +6,7 @@
 #include "lp_error.h"
 
 void lp_tasks_init(lp_tasks_t *r, uint32_t keep) {
-  memset(r, 0, sizeof(*r));
+  memset(r, 0, sizeof(*r)); /* sync NULL */
   r->keep = keep ? keep : LP_TASKS_KEEP;
   lp_map_init(&r->folds);
 }
@@ -29,7 +29,9 @@ static void free_retired(lp_tasks_t *r) {
 }
 
 void lp_tasks_close(lp_tasks_t *r) {
+  lp_sync_t *sync = r->sync;
   uint32_t i;
+  lp__sync_lock(sync);
   for (i = 0; i < r->nlive; i++)
     task_free(r->live[i]);
   free_retired(r);
@@ -37,6 +39,8 @@ void lp_tasks_close(lp_tasks_t *r) {
   lp__free(r->kept);
   lp__free(r->fold_list);
   lp_tasks_init(r, r->keep);
+  r->sync = sync;
+  lp__sync_unlock(sync);
 }
 
 /* Makes room for one more pointer in *arr. Returns 0 or LP_ENOMEM. */
@@ -52,10 +56,22 @@ static int reserve(lp_task_t ***arr, uint32_t n, uint32_t *cap) {
   return 0;
 }
 
+/* reserve, under the mutex: the array may move. */
+static int reserve_locked(lp_tasks_t *r, lp_task_t ***arr, uint32_t n,
+                          uint32_t *cap) {
+  int err;
+  if (n < *cap)
+    return 0;
+  lp__sync_lock(r->sync);
+  err = reserve(arr, n, cap);
+  lp__sync_unlock(r->sync);
+  return err;
+}
+
 int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
                  uint64_t t, lp_task_t **out) {
   lp_task_t *task;
-  if (reserve(&r->live, r->nlive, &r->live_cap) != 0)
+  if (reserve_locked(r, &r->live, r->nlive, &r->live_cap) != 0)
     return LP_ENOMEM;
   task = lp__calloc(1, sizeof(*task));
   if (task == NULL)
@@ -70,19 +86,24 @@ int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
   task->first = task->last = task->mark = t;
   task->refs = 1;
   task->slot = r->nlive;
+  lp__sync_lock(r->sync);
   r->live[r->nlive++] = task;
+  lp__sync_unlock(r->sync);
   *out = task;
   return 0;
 }
 
-int lp_task_rename(lp_task_t *task, const char *name) {
-  char *copy;
+int lp_task_rename(lp_tasks_t *r, lp_task_t *task, const char *name) {
+  char *copy, *old;
   if (strcmp(task->name, name) == 0)
     return 0;
   if ((copy = lp__strdup(name)) == NULL)
     return LP_ENOMEM;
-  lp__free(task->name);
+  lp__sync_lock(r->sync);
+  old = task->name;
   task->name = copy;
+  lp__sync_unlock(r->sync);
+  lp__free(old);
   return 0;
 }
 
@@ -172,10 +193,21 @@ static int fold(lp_tasks_t *r, lp_task_t *t) {
   return 0;
 }
 
+static int retire(lp_tasks_t *r, lp_task_t *t);
+
 int lp_tasks_unref(lp_tasks_t *r, lp_task_t *t) {
-  lp_task_t *victim;
+  int err;
   if (t->refs == 0 || --t->refs > 0)
     return 0;
+  lp__sync_lock(r->sync);
+  err = retire(r, t);
+  lp__sync_unlock(r->sync);
+  return err;
+}
+
+/* t's last reference is gone: keep it whole or fold it. */
+static int retire(lp_tasks_t *r, lp_task_t *t) {
+  lp_task_t *victim;
   /* Leave the live list (swap-remove). */
   r->nlive--;
   if (t->slot != r->nlive) {
@@ -205,11 +237,13 @@ int lp_tasks_unref(lp_tasks_t *r, lp_task_t *t) {
 
 void lp_tasks_clear(lp_tasks_t *r) {
   uint32_t i;
+  lp__sync_lock(r->sync);
   for (i = 0; i < r->nlive; i++) {
     r->live[i]->time = 0;
     r->live[i]->await = 0;
   }
   free_retired(r);
+  lp__sync_unlock(r->sync);
 }
 
 void lp_tasks_each(const lp_tasks_t *r, void (*cb)(const lp_task_t *, void *),

@@ -8,13 +8,17 @@
  * per coroutine name. Memory is O(live tasks + LP_TASKS_KEEP + coroutine
  * names), however many tasks a program creates.
  *
- * Thread contract: one thread at a time (the GIL). */
+ * Thread contract: one writer at a time (the GIL). When the registry
+ * belongs to an engine, `sync` is the engine's (lp_sync.h): the writer
+ * holds its mutex while records are born, retired, folded or renamed, so
+ * a reader holding the mutex never follows a freed pointer. */
 #ifndef LP_TASK_H
 #define LP_TASK_H
 
 #include <stdint.h>
 
 #include "lp_map.h"
+#include "lp_sync.h"
 
 #define LP_TASKS_KEEP 1000
 
@@ -45,6 +49,7 @@ typedef struct lp_tasks_s {
   lp_task_t **fold_list; /* every fold, in order of creation */
   uint32_t nfolds, folds_cap;
   uint64_t next_id;
+  lp_sync_t *sync;     /* the owning engine's, or NULL */
 } lp_tasks_t;
 
 /* Counts the task's time up to t, before one of its frames changes state:
@@ -64,10 +69,11 @@ out:
 }
 
 /* Initializes an empty registry keeping `keep` retired tasks whole
- * (LP_TASKS_KEEP when 0). Allocates nothing. */
+ * (LP_TASKS_KEEP when 0), without a reader (sync NULL). Allocates
+ * nothing. */
 void lp_tasks_init(lp_tasks_t *r, uint32_t keep);
 
-/* Frees every record. */
+/* Frees every record. sync is kept. */
 void lp_tasks_close(lp_tasks_t *r);
 
 /* Creates the record of a task first seen at t, holding one reference for
@@ -78,7 +84,7 @@ int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
 
 /* Replaces the task's name with a copy of name. Returns 0 or LP_ENOMEM
  * (the old name stays). */
-int lp_task_rename(lp_task_t *task, const char *name);
+int lp_task_rename(lp_tasks_t *r, lp_task_t *task, const char *name);
 
 /* Drops one reference (a frame ended, or the task object died). At zero the
  * task is retired: kept whole or folded. Returns 0, or LP_ENOMEM when it

@@ -26,17 +26,27 @@ static PyObject *gen_of_current_frame(void) {
   return gen;
 }
 
-/* Each callback starts like this: the time first, then the thread. */
+/* Each callback starts like this: the time first, then the thread, then
+ * the change to the engine begins (lp_sync.h); every return after ENTER
+ * goes through LEAVE, which ends it. */
 #define ENTER(p, th, t)                                                      \
   lp_profiler_t *p = lp__hooked;                                             \
   lp_thread_t *th;                                                           \
   uint64_t t;                                                                \
+  int outer_;                                                                \
   (void)self;                                                                \
   if (LP_UNLIKELY(p == NULL || !p->recording))                               \
     Py_RETURN_NONE;                                                          \
-  t = LP_NOW(p);                                                \
+  t = LP_NOW(p);                                                             \
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))                             \
-    Py_RETURN_NONE;
+    Py_RETURN_NONE;                                                          \
+  outer_ = lp_sync_write_begin(&p->eng.sync);
+
+#define LEAVE(r)                                                             \
+  do {                                                                       \
+    lp_sync_write_end(&p->eng.sync, outer_);                                 \
+    return (r);                                                              \
+  } while (0)
 
 static PyObject *cb_line(PyObject *self, PyObject *const *args,
                          Py_ssize_t nargs) {
@@ -49,17 +59,17 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
     /* Running since before enable(): adopt it. */
     lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
     if (f == NULL)
-      Py_RETURN_NONE;
+      LEAVE(Py_NewRef(Py_None));
     if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0) {
       lp__fail(p, err, "line");
-      Py_RETURN_NONE;
+      LEAVE(Py_NewRef(Py_None));
     }
     lp__attach_task(p, th, t);
     top = lp_engine_top(th);
   }
   if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
     lp__fail(p, err, "line");
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 /* JUMP (code, from, to): a line event when jumping back within one line.
@@ -76,11 +86,11 @@ static PyObject *cb_jump(PyObject *self, PyObject *const *args,
   if (!lp_map_get(&p->jump_lines, key, &line)) {
     int from_line, to_line;
     if (to > from)
-      return Py_NewRef(p->disable);
+      LEAVE(Py_NewRef(p->disable));
     from_line = PyCode_Addr2Line((PyCodeObject *)args[0], (int)from);
     to_line = PyCode_Addr2Line((PyCodeObject *)args[0], (int)to);
     if (from_line != to_line || to_line <= 0)
-      return Py_NewRef(p->disable); /* LINE sees the target's line */
+      LEAVE(Py_NewRef(p->disable)); /* LINE sees the target's line */
     line = (uintptr_t)to_line;
     lp_map_put(&p->jump_lines, key, line); /* a cache: failure is harmless */
   }
@@ -88,7 +98,7 @@ static PyObject *cb_jump(PyObject *self, PyObject *const *args,
   if (top != NULL && top->ident == (uintptr_t)args[0] &&
       (err = lp_engine_line(top, (int32_t)line, t)) != 0)
     lp__fail(p, err, "line");
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 static PyObject *cb_start(PyObject *self, PyObject *const *args,
@@ -98,12 +108,12 @@ static PyObject *cb_start(PyObject *self, PyObject *const *args,
   int err;
   (void)nargs;
   if (f == NULL)
-    Py_RETURN_NONE;
+    LEAVE(Py_NewRef(Py_None));
   if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0)
     lp__fail(p, err, "start");
   else
     lp__attach_task(p, th, t);
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 /* PY_RESUME and PY_THROW: a generator frame continues. */
@@ -118,7 +128,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (f == NULL || f->kind == LP_KIND_FUNCTION ||
       (gen = gen_of_current_frame()) == NULL)
-    Py_RETURN_NONE;
+    LEAVE(Py_NewRef(Py_None));
   LP_REFRESH_NAMES(p);
   if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
     int off = (int)lp_compat_small_int(args[1]);
@@ -131,7 +141,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
     lp__fail(p, err, "resume");
   else if (err == 0)
     lp__attach_task(p, th, t); /* adopted */
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 static PyObject *cb_yield(PyObject *self, PyObject *const *args,
@@ -144,15 +154,15 @@ static PyObject *cb_yield(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top == NULL || top->ident != (uintptr_t)args[0] ||
       (gen = gen_of_current_frame()) == NULL)
-    Py_RETURN_NONE;
+    LEAVE(Py_NewRef(Py_None));
   if (lp__watch_gen(p, top, gen) != 0)
-    Py_RETURN_NONE;
+    LEAVE(Py_NewRef(Py_None));
   LP_REFRESH_NAMES(p);
   err = lp_engine_yield(&p->eng, th, (uintptr_t)gen, t, &user);
   lp__release_user(p, user);
   if (err)
     lp__fail(p, err, "yield");
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 static PyObject *cb_return(PyObject *self, PyObject *const *args,
@@ -162,7 +172,7 @@ static PyObject *cb_return(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top != NULL && top->ident == (uintptr_t)args[0])
     lp__release_user(p, lp_engine_return(&p->eng, th, t));
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 static PyObject *cb_unwind(PyObject *self, PyObject *const *args,
@@ -172,7 +182,7 @@ static PyObject *cb_unwind(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top != NULL && top->ident == (uintptr_t)args[0])
     lp__release_user(p, lp_engine_unwind(&p->eng, th, t));
-  Py_RETURN_NONE;
+  LEAVE(Py_NewRef(Py_None));
 }
 
 typedef struct {

@@ -104,6 +104,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   lp_profiler_t *p = (lp_profiler_t *)obj;
   lp_thread_t *th;
   lp_frame_t *top;
+  int outer;
   if (LP_UNLIKELY(!p->recording)) {
     if (!p->enabled || lp__hooked != p)
       untrace_this_thread(); /* a thread still hooked after disable */
@@ -112,6 +113,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))
     return 0;
   top = lp_engine_top(th);
+  outer = lp_sync_write_begin(&p->eng.sync);
   switch (what) {
   case PyTrace_LINE:
     if (LP_LIKELY(top != NULL && top->ident == (uintptr_t)frame)) {
@@ -133,6 +135,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   default:
     break;
   }
+  lp_sync_write_end(&p->eng.sync, outer);
   return 0;
 }
 

@@ -224,7 +224,7 @@ void lp__refresh_task_names(lp_profiler_t *p) {
     name = PyObject_CallMethod(task, "get_name", NULL);
     if (name != NULL && PyUnicode_Check(name) &&
         (s = PyUnicode_AsUTF8(name)) != NULL)
-      lp_task_rename((lp_task_t *)rec, s);
+      lp_task_rename(&p->eng.tasks, (lp_task_t *)rec, s);
     Py_XDECREF(name);
     PyErr_Clear();
   }

@@ -19,6 +19,11 @@ static const struct {
     {-7, "LP_ECORRUPT", "profile is damaged (checksum mismatch)"},
     {-8, "LP_EFORMAT", "profile is malformed"},
     {-9, "LP_EBUSY", "another lineprof profiler is active"},
+    {-10, "LP_EADDR", "bad address: use HOST:PORT, PORT or unix:PATH"},
+    {-11, "LP_EREMOTE",
+     "refusing a non-loopback address (allow it explicitly)"},
+    {-12, "LP_EPROTO", "malformed request"},
+    {-13, "LP_ESTATE", "the worker is not in a state that allows this"},
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 
@@ -34,8 +39,12 @@ static void test_code_values(void **state) {
   assert_int_equal(LP_ECORRUPT, -7);
   assert_int_equal(LP_EFORMAT, -8);
   assert_int_equal(LP_EBUSY, -9);
+  assert_int_equal(LP_EADDR, -10);
+  assert_int_equal(LP_EREMOTE, -11);
+  assert_int_equal(LP_EPROTO, -12);
+  assert_int_equal(LP_ESTATE, -13);
   /* The list has exactly the codes above. */
-  assert_int_equal(LP__EINDEX_MAX, 10);
+  assert_int_equal(LP__EINDEX_MAX, 14);
 }
 
 static void test_messages_and_names(void **state) {
@@ -70,7 +79,7 @@ static void test_ok(void **state) {
 }
 
 static void test_unknown(void **state) {
-  static const int unknown[] = {1, 2, 9, -10, -11, -100, 12345, INT_MAX,
+  static const int unknown[] = {1, 2, 9, -14, -15, -100, 12345, INT_MAX,
                                 INT_MIN, INT_MIN + 1};
   size_t i;
   (void)state;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lp_file.h"
@@ -1007,8 +1008,9 @@ static void test_write_fail_keeps_target(void **state) {
   write_raw(path, golden, sizeof(golden));
 
   /* The temporary file cannot be created (a directory sits at its name,
-   * "<path>.tmp-<pid>"): LP_EIO, the old target stays as it was. */
-  snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+   * "<path>.tmp-<pid>-<tid>"): LP_EIO, the old target stays as it was. */
+  snprintf(tmp, sizeof(tmp), "%s.tmp-%ld-%ld", path, (long)getpid(),
+           (long)syscall(SYS_gettid));
   assert_int_equal(mkdir(tmp, 0700), 0);
   errno = 0;
   assert_int_equal(lp_file_write(path, &t, &m), LP_EIO);

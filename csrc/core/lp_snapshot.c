@@ -1,0 +1,286 @@
+#include "lp_snapshot.h"
+
+#include <sched.h>
+#include <string.h>
+
+#include "lp_alloc.h"
+#include "lp_error.h"
+
+/* The optimistic copy reads words the writer may be changing; a copy made
+ * while the sequence number moved is thrown away (lp_sync.h). ThreadSanitizer
+ * would report those benign races, so the copy is not instrumented: the
+ * mutex, the sequence number and everything else still are. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LP_NO_TSAN __attribute__((no_sanitize("thread")))
+#endif
+#endif
+#if !defined(LP_NO_TSAN) && defined(__SANITIZE_THREAD__)
+#define LP_NO_TSAN __attribute__((no_sanitize_thread))
+#endif
+#ifndef LP_NO_TSAN
+#define LP_NO_TSAN
+#endif
+
+void lp_snapshot_close(lp_snapshot_t *s) {
+  lp_table_close(&s->table);
+  lp__free(s->tasks);
+  lp__free(s->names);
+  lp__free(s->now);
+  memset(s, 0, sizeof(*s));
+  lp_table_init(&s->table);
+}
+
+/* ---- the copy (mutex held, sequence number even when it began) ---- */
+
+/* Element-wise copies: memcpy is intercepted by ThreadSanitizer. */
+LP_NO_TSAN static void copy_lines(lp_line_t *dst, const lp_line_t *src,
+                                  uint32_t n) {
+  uint32_t i;
+  for (i = 0; i < n; i++)
+    dst[i] = src[i];
+}
+
+LP_NO_TSAN static size_t str_len(const char *s) {
+  size_t n = 0;
+  while (s[n])
+    n++;
+  return n;
+}
+
+LP_NO_TSAN static int copy_table(lp_table_t *dst, const lp_table_t *src) {
+  uint32_t i, n = src->nfuncs;
+  for (i = 0; i < n; i++) {
+    const lp_func_t *f = src->funcs[i];
+    lp_func_t *c;
+    uint32_t nl = f->nlines;
+    int err = lp_table_add(dst, 0, f->file, f->name, f->firstlineno, f->base,
+                           f->base + (int32_t)nl - 1, f->kind, &c);
+    if (err)
+      return err;
+    copy_lines(c->lines, f->lines, nl);
+  }
+  return 0;
+}
+
+typedef struct {
+  lp_snapshot_t *s;
+  size_t names_len, names_cap;
+} task_copy_t;
+
+/* Appends a string to the name arena; returns its offset (the arena may
+ * move until the copy is complete), or SIZE_MAX when out of memory. */
+LP_NO_TSAN static size_t arena_add(task_copy_t *tc, const char *str) {
+  size_t n = str_len(str) + 1, at = tc->names_len, i;
+  if (tc->names_len + n > tc->names_cap) {
+    size_t cap = tc->names_cap ? tc->names_cap * 2 : 4096;
+    char *nb;
+    while (cap < tc->names_len + n)
+      cap *= 2;
+    if ((nb = lp__realloc(tc->s->names, cap)) == NULL)
+      return SIZE_MAX;
+    tc->s->names = nb;
+    tc->names_cap = cap;
+  }
+  for (i = 0; i < n; i++)
+    tc->s->names[at + i] = str[i];
+  tc->names_len += n;
+  return at;
+}
+
+LP_NO_TSAN static int copy_task(task_copy_t *tc, const lp_task_t *k) {
+  lp_task_t *c = &tc->s->tasks[tc->s->ntasks];
+  size_t name, coro;
+  *c = *k;
+  c->next = NULL;
+  if ((name = arena_add(tc, k->name)) == SIZE_MAX ||
+      (coro = arena_add(tc, k->coro)) == SIZE_MAX)
+    return LP_ENOMEM;
+  /* Offsets for now; made pointers once the arena stops moving. */
+  c->name = (char *)(uintptr_t)name;
+  c->coro = (char *)(uintptr_t)coro;
+  tc->s->ntasks++;
+  return 0;
+}
+
+LP_NO_TSAN static int copy_tasks(lp_snapshot_t *s, const lp_tasks_t *r) {
+  task_copy_t tc;
+  uint32_t i, n = r->nlive + r->nkept + r->nfolds;
+  int err = 0;
+  memset(&tc, 0, sizeof(tc));
+  tc.s = s;
+  if (n == 0)
+    return 0;
+  if ((s->tasks = lp__calloc(n, sizeof(*s->tasks))) == NULL)
+    return LP_ENOMEM;
+  for (i = 0; i < r->nlive && !err; i++)
+    err = copy_task(&tc, r->live[i]);
+  for (i = 0; i < r->nkept && !err; i++)
+    err = copy_task(&tc, r->kept[i]);
+  for (i = 0; i < r->nfolds && !err; i++)
+    err = copy_task(&tc, r->fold_list[i]);
+  return err;
+}
+
+/* The thread's innermost frame that is on a line. */
+LP_NO_TSAN static const lp_frame_t *running_line(const lp_thread_t *th) {
+  uint32_t d = th->depth;
+  while (d > 0 && th->stack[d - 1].lineno == 0)
+    d--;
+  return d > 0 ? &th->stack[d - 1] : NULL;
+}
+
+/* Open time of running frames and of suspended ones, as lp_engine_settle
+ * counts it, added to the copies of their lines. */
+LP_NO_TSAN static void settle_frame(lp_snapshot_t *s, const lp_frame_t *fr,
+                                    uint64_t t, int running) {
+  lp_line_t *ln;
+  if (fr->func == NULL || fr->lineno == 0 ||
+      fr->func->index >= s->table.nfuncs ||
+      (ln = lp_func_line(s->table.funcs[fr->func->index], fr->lineno)) == NULL)
+    return;
+  if (running) {
+    if (t > fr->mark)
+      ln->time += t - fr->mark;
+    if (t > fr->stretch && t - fr->stretch > ln->max)
+      ln->max = t - fr->stretch;
+  } else if (t > fr->mark) {
+    ln->await += t - fr->mark;
+  }
+}
+
+LP_NO_TSAN static int copy_frames(lp_snapshot_t *s, lp_engine_t *e,
+                                  uint64_t t) {
+  const lp_thread_t *th;
+  uint32_t i, nthreads = 0;
+  for (th = e->threads; th != NULL; th = th->next)
+    nthreads++;
+  if (nthreads > 0 &&
+      (s->now = lp__calloc(nthreads, sizeof(*s->now))) == NULL)
+    return LP_ENOMEM;
+  for (th = e->threads; th != NULL; th = th->next) {
+    const lp_frame_t *top = running_line(th);
+    uint32_t depth = th->depth;
+    for (i = 0; i < depth; i++)
+      settle_frame(s, &th->stack[i], t, 1);
+    if (top != NULL && top->func->index < s->table.nfuncs) {
+      lp_now_t *n = &s->now[s->nnow++];
+      n->thread = th->id;
+      n->task = top->task != NULL ? top->task->id : 0;
+      n->elapsed = t > top->stretch ? t - top->stretch : 0;
+      n->func = top->func->index;
+      n->lineno = top->lineno;
+    }
+  }
+  for (i = 0; i < e->pool_len; i++)
+    settle_frame(s, &e->pool[i], t, 0);
+  return 0;
+}
+
+/* One attempt: copies everything as of t. */
+static int copy_all(lp_snapshot_t *s, lp_engine_t *e, uint64_t t) {
+  int err;
+  uint32_t i;
+  if ((err = copy_table(&s->table, &e->table)) != 0 ||
+      (err = copy_tasks(s, &e->tasks)) != 0 ||
+      (err = copy_frames(s, e, t)) != 0)
+    return err;
+  /* Live tasks come first: count their open time as lp_task_account does. */
+  for (i = 0; i < e->tasks.nlive && i < s->ntasks; i++) {
+    lp_task_t *k = &s->tasks[i];
+    if (t > k->mark && (k->running || k->parked)) {
+      if (k->running)
+        k->time += t - k->mark;
+      else
+        k->await += t - k->mark;
+      k->last = t;
+    }
+    k->mark = t;
+  }
+  return 0;
+}
+
+static void discard(lp_snapshot_t *s) {
+  uint32_t attempts = s->attempts, paused = s->paused;
+  lp_snapshot_close(s);
+  s->attempts = attempts;
+  s->paused = paused;
+}
+
+static void set_pause(lp_sync_t *y, int on) {
+  __atomic_store_n(&y->pause, on, __ATOMIC_RELAXED);
+  if (!on)
+    uv_cond_broadcast(&y->cond);
+}
+
+int lp_snapshot_take(lp_engine_t *e, lp_snapshot_t *s) {
+  lp_sync_t *y = &e->sync;
+  uint64_t start = lp_engine_now(e);
+  int err = LP_EBUSY;
+  uint32_t tries;
+  memset(s, 0, sizeof(*s));
+  lp_table_init(&s->table);
+  for (tries = 1;; tries++) {
+    uint64_t s1, s2, t;
+    uv_mutex_lock(&y->mutex);
+    s1 = __atomic_load_n(&y->seq, __ATOMIC_ACQUIRE);
+    if ((s1 & 1) == 0) {
+      s->attempts++;
+      t = lp_engine_now(e);
+      err = copy_all(s, e, t);
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      s2 = __atomic_load_n(&y->seq, __ATOMIC_RELAXED);
+      if (err == 0 && s1 == s2) {
+        s->t = t;
+        for (uint32_t i = 0; i < s->ntasks; i++) {
+          s->tasks[i].name = s->names + (uintptr_t)s->tasks[i].name;
+          s->tasks[i].coro = s->names + (uintptr_t)s->tasks[i].coro;
+        }
+        if (s->paused)
+          set_pause(y, 0);
+        uv_mutex_unlock(&y->mutex);
+        return 0;
+      }
+      discard(s);
+      if (err != 0)
+        goto give_up;
+      err = LP_EBUSY;
+    }
+    /* The writer is busy: after a few tries, ask it to wait for us at the
+     * end of its current change. */
+    if (tries >= 3 && !s->paused) {
+      set_pause(y, 1);
+      s->paused = 1;
+    }
+    if (lp_engine_now(e) - start > LP_SNAPSHOT_DEADLINE_NS)
+      goto give_up;
+    uv_mutex_unlock(&y->mutex);
+    if (tries < 3)
+      sched_yield();
+    else
+      uv_sleep(1);
+  }
+give_up:
+  if (s->paused)
+    set_pause(y, 0);
+  uv_mutex_unlock(&y->mutex);
+  discard(s);
+  return err;
+}
+
+/* ---- encoding ---- */
+
+int lp_snapshot_encode(const lp_snapshot_t *s, const lp_meta_t *meta,
+                       uint64_t t0, lp_buf_t *buf) {
+  lp_file_parts_t parts;
+  memset(&parts, 0, sizeof(parts));
+  parts.table = &s->table;
+  parts.meta = meta;
+  parts.task_list = s->tasks;
+  parts.ntasks = s->ntasks;
+  parts.now = s->now;
+  parts.nnow = s->nnow;
+  parts.with_now = 1;
+  parts.t0 = t0;
+  return lp_file_encode_parts(&parts, buf);
+}
