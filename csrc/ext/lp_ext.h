@@ -9,6 +9,8 @@
 
 #include "lp_engine.h"
 #include "lp_error.h"
+#include "lp_file.h"
+#include "lp_worker.h"
 
 #if defined(__GNUC__)
 #define LP_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -44,6 +46,14 @@ typedef struct lp_profiler_s {
   PyObject *monitoring; /* the sys.monitoring module while enabled */
   PyObject *disable;    /* sys.monitoring.DISABLE */
   lp_map_t jump_lines;  /* same-line backward jump -> its line */
+  /* the native worker (lp_worker.h), and what restarts it after fork() */
+  lp_worker_t *worker;
+  char *w_flush;        /* periodic snapshot path, or NULL */
+  uint64_t w_ms;
+  char *w_listen;       /* the address it bound (real port), or NULL */
+  int w_remote;
+  lp_meta_t w_meta;
+  int w_forked;         /* stopped for a fork(): restart in the parent */
 } lp_profiler_t;
 
 /* Thread-local cache of the current thread's engine record. */
@@ -99,6 +109,11 @@ void lp__refresh_task_names(lp_profiler_t *p);
     if (LP_UNLIKELY((p)->nunnamed > 0))                                      \
       lp__refresh_task_names(p);                                             \
   } while (0)
+
+/* Every change to p->eng outside the hooks goes between these (lp_sync.h),
+ * so the worker's snapshots stay consistent. */
+#define LP_WRITE_BEGIN(p) int lp_outer_ = lp_sync_write_begin(&(p)->eng.sync)
+#define LP_WRITE_END(p) lp_sync_write_end(&(p)->eng.sync, lp_outer_)
 
 /* Releases a user value handed back by the engine (a weak reference). */
 void lp__release_user(lp_profiler_t *p, uintptr_t user);

@@ -9,6 +9,7 @@
 #include "lp_alloc.h"
 #include "lp_clock.h"
 #include "lp_file.h"
+#include "lp_worker.h"
 
 #ifndef LINEPROF_VERSION
 #define LINEPROF_VERSION "0"
@@ -111,8 +112,10 @@ static PyObject *on_gen_dead(PyObject *self, PyObject *wr) {
   lp_profiler_t *p = (lp_profiler_t *)self;
   uintptr_t key, user = 0;
   if (lp_map_get(&p->wr_keys, (uintptr_t)wr, &key)) {
+    LP_WRITE_BEGIN(p);
     lp_map_del(&p->wr_keys, (uintptr_t)wr);
     lp_engine_drop(&p->eng, key, lp_engine_now(&p->eng), &user);
+    LP_WRITE_END(p);
     /* The caller may still use wr after we return: release it later. */
     Py_XDECREF(p->wr_dead);
     p->wr_dead = (PyObject *)user; /* our reference, == wr */
@@ -193,8 +196,10 @@ static PyObject *on_task_dead(PyObject *self, PyObject *wr) {
     PyObject *old = p->wr_dead;
     lp_map_del(&p->task_wrs, (uintptr_t)wr);
     if (lp_map_get(&p->task_index, task, &rec)) {
+      LP_WRITE_BEGIN(p);
       lp_map_del(&p->task_index, task);
       lp_tasks_unref(&p->eng.tasks, (lp_task_t *)rec);
+      LP_WRITE_END(p);
     }
     p->wr_dead = wr; /* our reference; released at the next callback */
     Py_XDECREF(old);
@@ -223,8 +228,11 @@ void lp__refresh_task_names(lp_profiler_t *p) {
     }
     name = PyObject_CallMethod(task, "get_name", NULL);
     if (name != NULL && PyUnicode_Check(name) &&
-        (s = PyUnicode_AsUTF8(name)) != NULL)
+        (s = PyUnicode_AsUTF8(name)) != NULL) {
+      LP_WRITE_BEGIN(p);
       lp_task_rename(&p->eng.tasks, (lp_task_t *)rec, s);
+      LP_WRITE_END(p);
+    }
     Py_XDECREF(name);
     PyErr_Clear();
   }
@@ -441,7 +449,11 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
   p = (lp_profiler_t *)type->tp_alloc(type, 0);
   if (p == NULL)
     return NULL;
-  lp_engine_init(&p->eng, lp_clock_monotonic, NULL);
+  if (lp_engine_init(&p->eng, lp_clock_monotonic, NULL) != 0) {
+    lp_engine_close(&p->eng);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+    return PyErr_NoMemory();
+  }
   lp_map_init(&p->wr_keys);
   lp_map_init(&p->task_index);
   lp_map_init(&p->task_wrs);
@@ -497,9 +509,12 @@ static int Profiler_clear(lp_profiler_t *p) {
   return 0;
 }
 
+static void worker_forget(lp_profiler_t *p);
+
 static void Profiler_dealloc(lp_profiler_t *p) {
   PyObject_GC_UnTrack(p);
   unhook(p);
+  worker_forget(p); /* before the engine it reads goes */
   lp_engine_each_user(&p->eng, drop_user_cb);
   lp_engine_close(&p->eng);
   lp_map_close(&p->wr_keys);
@@ -535,8 +550,12 @@ static PyObject *Profiler_add_code(lp_profiler_t *p, PyObject *args) {
     Py_RETURN_NONE;
   if (last < first)
     last = first;
-  err = lp_table_add(&p->eng.table, (uintptr_t)code, file, name, first, first,
-                     last, (lp_kind_t)kind, &f);
+  {
+    LP_WRITE_BEGIN(p);
+    err = lp_table_add(&p->eng.table, (uintptr_t)code, file, name, first,
+                       first, last, (lp_kind_t)kind, &f);
+    LP_WRITE_END(p);
+  }
   if (err)
     return raise_lp(err, NULL);
   if (PyList_Append(p->codes, code) != 0)
@@ -576,7 +595,11 @@ static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
   p->enabled = 0;
   p->recording = 0;
   /* Running frames stop being timed now; parked ones stay parked. */
-  lp_engine_detach(&p->eng, lp_engine_now(&p->eng), release_user_cb);
+  {
+    LP_WRITE_BEGIN(p);
+    lp_engine_detach(&p->eng, lp_engine_now(&p->eng), release_user_cb);
+    LP_WRITE_END(p);
+  }
   active = NULL;
   Py_RETURN_NONE;
 }
@@ -586,7 +609,11 @@ static PyObject *Profiler_disable(lp_profiler_t *p, PyObject *unused) {
  * outside any try block that way, with no event). */
 static void drop_parked(lp_profiler_t *p, uintptr_t key, uint64_t t) {
   uintptr_t user = 0;
-  if (lp_engine_drop(&p->eng, key, t, &user))
+  int dropped;
+  LP_WRITE_BEGIN(p);
+  dropped = lp_engine_drop(&p->eng, key, t, &user);
+  LP_WRITE_END(p);
+  if (dropped)
     lp__release_user(p, user);
 }
 
@@ -626,7 +653,11 @@ static void catch_up(lp_profiler_t *p) {
   uint64_t now = lp_engine_now(&p->eng);
   reap_finished(p, now);
   lp__refresh_task_names(p);
-  lp_engine_settle(&p->eng, now);
+  {
+    LP_WRITE_BEGIN(p);
+    lp_engine_settle(&p->eng, now);
+    LP_WRITE_END(p);
+  }
 }
 
 static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
@@ -687,11 +718,13 @@ fail:
 }
 
 static PyObject *Profiler_clear_stats(lp_profiler_t *p, PyObject *unused) {
+  LP_WRITE_BEGIN(p);
   (void)unused;
   /* Open stretches count up to now, and so vanish with the rest. */
   lp_engine_settle(&p->eng, lp_engine_now(&p->eng));
   lp_table_clear(&p->eng.table);
   lp_tasks_clear(&p->eng.tasks);
+  LP_WRITE_END(p);
   Py_RETURN_NONE;
 }
 
@@ -720,6 +753,184 @@ static PyObject *Profiler_get_parked(lp_profiler_t *p, void *c) {
   return PyLong_FromUnsignedLong(p->eng.nparked);
 }
 
+/* ---- the native worker ---- */
+
+static lp_profiler_t *worker_owner; /* the profiler whose worker runs */
+
+/* Starts a worker from p's saved options. Returns 0, or a core error with
+ * a one-line explanation in errbuf. */
+static int worker_launch(lp_profiler_t *p, char *errbuf, size_t errlen) {
+  lp_worker_opts_t o;
+  int err;
+  memset(&o, 0, sizeof(o));
+  o.flush_path = p->w_flush;
+  o.flush_ms = p->w_ms;
+  o.listen = p->w_listen;
+  o.allow_remote = p->w_remote;
+  o.meta = &p->w_meta;
+  o.t0 = p->t0;
+  if ((err = lp_worker_init(&p->worker, &p->eng, &o, errbuf, errlen)) != 0)
+    return err;
+  if ((err = lp_worker_start(p->worker)) != 0) {
+    lp_worker_close(p->worker);
+    p->worker = NULL;
+    snprintf(errbuf, errlen, "cannot start the worker thread: %s",
+             lp_strerror(err));
+    return err;
+  }
+  if (p->w_listen != NULL) { /* restart at the same port after a fork */
+    char *bound = lp__strdup(lp_worker_address(p->worker));
+    if (bound != NULL) {
+      lp__free(p->w_listen);
+      p->w_listen = bound;
+    }
+  }
+  worker_owner = p;
+  return 0;
+}
+
+/* Stops and frees the worker, if any (joins its thread: short). */
+static void worker_halt(lp_profiler_t *p) {
+  if (p->worker == NULL)
+    return;
+  Py_BEGIN_ALLOW_THREADS
+  lp_worker_close(p->worker);
+  Py_END_ALLOW_THREADS
+  p->worker = NULL;
+  if (worker_owner == p)
+    worker_owner = NULL;
+}
+
+static void worker_forget(lp_profiler_t *p) {
+  worker_halt(p);
+  lp__free(p->w_flush);
+  lp__free(p->w_listen);
+  p->w_flush = p->w_listen = NULL;
+  lp_meta_close(&p->w_meta);
+  p->w_forked = 0;
+}
+
+static PyObject *Profiler_start_worker(lp_profiler_t *p, PyObject *args,
+                                       PyObject *kw) {
+  static char *kwlist[] = {"flush", "interval", "live", "allow_remote",
+                           "meta", NULL};
+  PyObject *flush_obj = Py_None, *flush_bytes = NULL, *extra = NULL;
+  const char *live = NULL;
+  double interval = 1.0;
+  int remote = 0, err;
+  char errbuf[512];
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|OdzpO:start_worker", kwlist,
+                                   &flush_obj, &interval, &live, &remote,
+                                   &extra))
+    return NULL;
+  if (p->worker != NULL || (worker_owner != NULL && worker_owner != p)) {
+    PyErr_SetString(PyExc_RuntimeError, "a lineprof worker is already running");
+    return NULL;
+  }
+  if (flush_obj == Py_None && live == NULL) {
+    PyErr_SetString(PyExc_ValueError, "give flush=PATH, live=ADDR or both");
+    return NULL;
+  }
+  if (!(interval >= 0.001 && interval <= 86400.0)) {
+    PyErr_SetString(PyExc_ValueError,
+                    "interval must be between 0.001 and 86400 seconds");
+    return NULL;
+  }
+  if (flush_obj != Py_None && !PyUnicode_FSConverter(flush_obj, &flush_bytes))
+    return NULL;
+  worker_forget(p);
+  if (build_meta(&p->w_meta, extra) != 0)
+    goto fail;
+  p->w_ms = (uint64_t)(interval * 1000.0 + 0.5);
+  p->w_remote = remote;
+  if ((flush_bytes != NULL &&
+       (p->w_flush = lp__strdup(PyBytes_AS_STRING(flush_bytes))) == NULL) ||
+      (live != NULL && (p->w_listen = lp__strdup(live)) == NULL)) {
+    PyErr_NoMemory();
+    goto fail;
+  }
+  errbuf[0] = '\0';
+  if ((err = worker_launch(p, errbuf, sizeof(errbuf))) != 0) {
+    if (err == LP_ENOMEM && errbuf[0] == '\0')
+      PyErr_NoMemory();
+    else
+      PyErr_SetString(err == LP_EIO ? PyExc_OSError : PyExc_ValueError,
+                      errbuf[0] ? errbuf : lp_strerror(err));
+    goto fail;
+  }
+  Py_XDECREF(flush_bytes);
+  return PyUnicode_FromString(lp_worker_address(p->worker));
+fail:
+  worker_forget(p);
+  Py_XDECREF(flush_bytes);
+  return NULL;
+}
+
+static PyObject *Profiler_stop_worker(lp_profiler_t *p, PyObject *unused) {
+  (void)unused;
+  worker_forget(p);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Profiler_worker_stats(lp_profiler_t *p, PyObject *unused) {
+  lp_worker_stats_t st;
+  (void)unused;
+  if (p->worker == NULL)
+    Py_RETURN_NONE;
+  lp_worker_stats(p->worker, &st);
+  return Py_BuildValue("{s:K,s:K,s:i,s:K,s:K,s:K,s:s}", "flushes",
+                       (unsigned long long)st.flushes, "flush_errors",
+                       (unsigned long long)st.flush_errors, "flush_errno",
+                       st.flush_errno, "served", (unsigned long long)st.served,
+                       "rejected", (unsigned long long)st.rejected, "busy",
+                       (unsigned long long)st.busy, "address",
+                       lp_worker_address(p->worker));
+}
+
+/* fork(): the worker's thread does not survive into the child, and its
+ * sockets must not either. It is stopped before, restarted in the parent
+ * after (same address), and the child runs without one. */
+static PyObject *before_fork(PyObject *mod, PyObject *unused) {
+  lp_profiler_t *p = worker_owner;
+  (void)mod;
+  (void)unused;
+  if (p != NULL && p->worker != NULL) {
+    worker_halt(p);
+    p->w_forked = 1;
+    worker_owner = p; /* remembered for the restart */
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *after_fork_parent(PyObject *mod, PyObject *unused) {
+  lp_profiler_t *p = worker_owner;
+  char errbuf[512];
+  (void)mod;
+  (void)unused;
+  if (p != NULL && p->w_forked) {
+    p->w_forked = 0;
+    worker_owner = NULL;
+    if (worker_launch(p, errbuf, sizeof(errbuf)) != 0)
+      PySys_WriteStderr("lineprof: the worker did not restart after fork(): "
+                        "%s\n", errbuf);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *after_fork_child(PyObject *mod, PyObject *unused) {
+  lp_profiler_t *p = worker_owner;
+  (void)mod;
+  (void)unused;
+  if (p != NULL && p->w_forked) {
+    p->w_forked = 0;
+    lp__free(p->w_flush);
+    lp__free(p->w_listen);
+    p->w_flush = p->w_listen = NULL;
+  }
+  worker_owner = NULL;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef Profiler_methods[] = {
     {"add_code", (PyCFunction)Profiler_add_code, METH_VARARGS,
      "add_code(code, kind, file, name, firstlineno, lastlineno)\n"
@@ -735,6 +946,17 @@ static PyMethodDef Profiler_methods[] = {
      "dump(path, meta=None)\nWrite the profile to path atomically."},
     {"clear", (PyCFunction)Profiler_clear_stats, METH_NOARGS,
      "Zero every counter."},
+    {"start_worker", (PyCFunction)(void (*)(void))Profiler_start_worker,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_worker(flush=None, interval=1.0, live=None, allow_remote=False, "
+     "meta=None) -> str\nStart the native worker: a snapshot written to flush "
+     "every interval seconds, and/or a live view served at live. Returns the "
+     "address served (\"\" without live). Raises ValueError (bad address, "
+     "non-loopback without allow_remote) or OSError (cannot listen)."},
+    {"stop_worker", (PyCFunction)Profiler_stop_worker, METH_NOARGS,
+     "Stop the worker, if any, and join its thread."},
+    {"worker_stats", (PyCFunction)Profiler_worker_stats, METH_NOARGS,
+     "The worker's counters as a dict, or None without a worker."},
     {"drop", (PyCFunction)Profiler_drop, METH_O,
      "drop(gen)\nEnd now the suspension of generator/coroutine gen, which "
      "was closed without running its frame. No-op if it is not suspended."},
@@ -791,7 +1013,97 @@ static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
   return r;
 }
 
+/* The NOW entries of a live snapshot: function index, line, thread, task id
+ * (None for none) and elapsed nanoseconds. */
+static PyObject *now_list(const lp_profile_t *prof) {
+  PyObject *list = PyList_New(0);
+  uint32_t i;
+  for (i = 0; list != NULL && i < prof->nnow; i++) {
+    const lp_now_t *n = &prof->now[i];
+    PyObject *task = n->task ? PyLong_FromUnsignedLongLong(n->task)
+                             : (Py_INCREF(Py_None), Py_None);
+    PyObject *d = task == NULL ? NULL
+                  : Py_BuildValue("{s:K,s:N,s:I,s:i,s:K}", "thread",
+                                  (unsigned long long)n->thread, "task", task,
+                                  "func", (unsigned)n->func, "lineno",
+                                  (int)n->lineno, "elapsed",
+                                  (unsigned long long)n->elapsed);
+    if (d == NULL || PyList_Append(list, d) != 0)
+      Py_CLEAR(list);
+    Py_XDECREF(d);
+  }
+  return list;
+}
+
+static PyObject *parse_bytes(PyObject *mod, PyObject *arg) {
+  Py_buffer view;
+  PyObject *r = NULL;
+  lp_profile_t prof;
+  int err;
+  (void)mod;
+  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0)
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  err = lp_file_parse(view.buf, (size_t)view.len, &prof);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  if (err) {
+    raise_lp(err, NULL);
+  } else {
+    task_list_t tl;
+    uint32_t i;
+    tl.list = PyList_New(0);
+    tl.t0 = 0;
+    for (i = 0; i < prof.ntasks; i++)
+      append_task(&prof.tasks[i], &tl);
+    r = stats_dict(&prof.table, &prof.meta, tl.list);
+    if (r != NULL && prof.has_now) {
+      PyObject *now = now_list(&prof);
+      if (now == NULL || PyDict_SetItemString(r, "now", now) != 0)
+        Py_CLEAR(r);
+      Py_XDECREF(now);
+    }
+  }
+  lp_profile_close(&prof);
+  return r;
+}
+
+static PyMethodDef before_fork_def = {"_before_fork", before_fork,
+                                      METH_NOARGS, NULL};
+static PyMethodDef after_fork_parent_def = {"_after_fork_parent",
+                                            after_fork_parent, METH_NOARGS,
+                                            NULL};
+static PyMethodDef after_fork_child_def = {"_after_fork_child",
+                                           after_fork_child, METH_NOARGS, NULL};
+
+/* os.register_at_fork(before=..., after_in_parent=..., after_in_child=...) */
+static int register_fork_handlers(PyObject *m) {
+  PyObject *os = PyImport_ImportModule("os"), *reg = NULL, *kw = NULL,
+           *empty = NULL, *r = NULL;
+  PyObject *b = PyCFunction_New(&before_fork_def, m);
+  PyObject *ap = PyCFunction_New(&after_fork_parent_def, m);
+  PyObject *ac = PyCFunction_New(&after_fork_child_def, m);
+  if (os != NULL && b != NULL && ap != NULL && ac != NULL &&
+      (reg = PyObject_GetAttrString(os, "register_at_fork")) != NULL &&
+      (empty = PyTuple_New(0)) != NULL &&
+      (kw = Py_BuildValue("{s:O,s:O,s:O}", "before", b, "after_in_parent", ap,
+                          "after_in_child", ac)) != NULL)
+    r = PyObject_Call(reg, empty, kw);
+  Py_XDECREF(os);
+  Py_XDECREF(reg);
+  Py_XDECREF(kw);
+  Py_XDECREF(empty);
+  Py_XDECREF(b);
+  Py_XDECREF(ap);
+  Py_XDECREF(ac);
+  Py_XDECREF(r);
+  return r == NULL ? -1 : 0;
+}
+
 static PyMethodDef module_methods[] = {
+    {"parse", parse_bytes, METH_O,
+     "parse(data) -> dict\nParse a .lprof file's bytes (a live snapshot adds "
+     "a \"now\" list). Raises FormatError."},
     {"read_file", read_file, METH_O,
      "read_file(path) -> dict\nRead a .lprof file. Raises FormatError or "
      "OSError."},
@@ -824,7 +1136,8 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
       PyModule_AddIntConstant(m, "KIND_GENERATOR", LP_KIND_GENERATOR) < 0 ||
       PyModule_AddIntConstant(m, "KIND_COROUTINE", LP_KIND_COROUTINE) < 0 ||
       PyModule_AddIntConstant(m, "KIND_ASYNC_GENERATOR",
-                              LP_KIND_ASYNC_GENERATOR) < 0) {
+                              LP_KIND_ASYNC_GENERATOR) < 0 ||
+      register_fork_handlers(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }
