@@ -111,16 +111,43 @@ class ContextualProfile(ByCountWrapping, cProfile.Profile):
 # Options taking a value, to find where `-m`/`-c` stand among the options.
 _SHORT_WITH_VALUE = set("osu")
 _SHORT_OPTIONAL_VALUE = set("i")
-_LONG_WITH_VALUE = {"--outfile", "--setup", "--unit"}
+_LONG_WITH_VALUE = {"--outfile", "--setup", "--unit", "--live"}
 _LONG_OPTIONAL_VALUE = {"--output-interval"}
 
 
-def _is_int(text: str) -> bool:
+def _is_number(text: str) -> bool:
     try:
-        int(text)
+        float(text)
     except ValueError:
         return False
     return True
+
+
+def _bare_interval(argv: Sequence[str]) -> List[str]:
+    """Return ``argv`` with a bare ``-i`` (no number after it) spelled ``--output-interval=1``.
+
+    argparse would otherwise take the script's name as the interval.
+    """
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        tok = out[i]
+        if tok == "--" or tok == "-" or not tok.startswith("-"):
+            break
+        nxt_is_value = i + 1 < len(out) and _is_number(out[i + 1])
+        if tok in ("-i", "--output-interval") and not nxt_is_value:
+            out[i] = "--output-interval=1"
+        elif (not tok.startswith("--") and len(tok) > 2 and tok.endswith("i")
+              and not (set(tok[1:-1]) & (_SHORT_WITH_VALUE | set("mc")))
+              and not nxt_is_value):
+            out[i:i + 1] = [tok[:-1], "--output-interval=1"]
+            i += 1
+        elif tok in _LONG_WITH_VALUE or (not tok.startswith("--") and tok[-1:] in _SHORT_WITH_VALUE):
+            i += 1  # its value
+        elif not tok.startswith("--") and set(tok[1:]) & set("mc"):
+            break
+        i += 1
+    return out
 
 
 def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, List[str]]]:
@@ -140,7 +167,7 @@ def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, Li
                 if tok in _LONG_WITH_VALUE:
                     i += 1
                 elif (tok in _LONG_OPTIONAL_VALUE and i + 1 < len(argv)
-                      and _is_int(argv[i + 1])):
+                      and _is_number(argv[i + 1])):
                     i += 1
             i += 1
             continue
@@ -160,7 +187,7 @@ def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, Li
                     i += 1  # the value is the next word
                 break
             if ch in _SHORT_OPTIONAL_VALUE:
-                if j == len(tok) - 1 and i + 1 < len(argv) and _is_int(argv[i + 1]):
+                if j == len(tok) - 1 and i + 1 < len(argv) and _is_number(argv[i + 1]):
                     i += 1
                 break
         i += 1
@@ -198,8 +225,19 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
                      help="with -v, hide functions that were never called")
     out.add_argument("--summarize", action="store_true",
                      help="with -v, end with one line of total time per function")
-    out.add_argument("-i", "--output-interval", type=int, nargs="?", const=1, default=None,
-                     metavar="SECONDS", help="(not supported yet)")
+    out.add_argument("-i", "--output-interval", type=positive_float, nargs="?", const=1.0,
+                     default=None, metavar="SECONDS",
+                     help="with -l, rewrite OUTFILE with a snapshot every SECONDS "
+                          "(default 1), from a native thread: a killed program "
+                          "keeps its profile")
+    live = parser.add_argument_group("live view options (with -l)")
+    live.add_argument("--live", metavar="ADDR",
+                      help="serve live snapshots at ADDR (HOST:PORT, PORT or unix:PATH; "
+                           "host defaults to 127.0.0.1; port 0 picks a free one) "
+                           "for `python -m lineprof top ADDR`")
+    live.add_argument("--live-allow-remote", action="store_true",
+                      help="allow --live on an address other than loopback (anyone "
+                           "who can reach it can read the profile)")
     if with_script:
         parser.add_argument("script", nargs="?", metavar='{path/to/script | -m module | -c "code"}',
                             help="the script, module or code to run")
@@ -212,6 +250,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
     argparse's usage errors raise SystemExit(2).
     """
+    argv = _bare_interval(argv)
     try:
         special = split_special(argv)
     except KernprofError as exc:
@@ -647,8 +686,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Usage errors raise SystemExit(2).
     """
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
-    if opts.output_interval is not None:
-        _error("-i/--output-interval is not supported yet")
+    if (opts.output_interval is not None or opts.live) and not opts.line_by_line:
+        _error("-i/--output-interval and --live need -l/--line-by-line")
         return 2
     if opts.rich and not rich_available():
         _error(RICH_MISSING)
@@ -713,7 +752,12 @@ def _profile_and_report(opts: argparse.Namespace) -> int:
                 stdout = devnull
                 if opts.verbosity < -2:
                     quiet.enter_context(contextlib.redirect_stderr(devnull))
-            outcome = _run(prof, opts, setup, held)
+            _start_worker(prof, opts, outfile)
+            try:
+                outcome = _run(prof, opts, setup, held)
+            finally:
+                if line:
+                    prof.stop_worker()  # before the final write to the same file
             status = _write(prof, opts, outfile, stdout)
             held.release()
             try:
@@ -741,6 +785,30 @@ def _profile_and_report(opts: argparse.Namespace) -> int:
         raise outcome
     _print_exception(outcome)
     return 1
+
+
+def _start_worker(prof: Any, opts: argparse.Namespace, outfile: str) -> None:
+    """Start the native worker for -i and --live, and say where the live view is; returns None.
+
+    Raises KernprofError when it cannot listen, and exits with a usage
+    error (2) for a bad or non-loopback address.
+    """
+    if opts.output_interval is None and not opts.live:
+        return
+    try:
+        address = prof.start_worker(
+            flush=outfile if opts.output_interval is not None else None,
+            interval=opts.output_interval or 1.0, live=opts.live,
+            allow_remote=opts.live_allow_remote,
+            meta={"command": " ".join(shlex.quote(a) for a in sys.argv)})
+    except ValueError as exc:
+        _error(f"--live: {exc}")
+        raise SystemExit(2) from None
+    except OSError as exc:
+        raise KernprofError(f"--live: {exc}") from None
+    if address and opts.verbosity >= -2:
+        _say(sys.stderr, f"{PROG}: live view at {address}; watch it with: "
+                         f"{python_command()} -m lineprof top {shlex.quote(address)}")
 
 
 def _run(prof: Any, opts: argparse.Namespace, setup: Optional[str],

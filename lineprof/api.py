@@ -445,6 +445,31 @@ class LineProfiler(ByCountWrapping):
         """Zero all counters; registered functions stay.  Returns None."""
         self._c.clear()
 
+    # -- the native worker (docs/worker.md) --------------------------------
+
+    def start_worker(self, flush: "Optional[os.PathLike[str] | str]" = None,
+                     interval: float = 1.0, live: Optional[str] = None,
+                     allow_remote: bool = False,
+                     meta: Optional[Dict[str, str]] = None) -> str:
+        """Start the native worker thread; return the live address served ("" without ``live``).
+
+        With ``flush``, a complete snapshot of the profile replaces that
+        file every ``interval`` seconds (what ``kernprof -i`` does); with
+        ``live`` (``HOST:PORT``, ``PORT`` or ``unix:PATH``), snapshots are
+        served to ``python -m lineprof top`` (``kernprof --live``).  The
+        thread never takes the GIL, so both go on while the program is
+        stuck.  Raises ValueError for a bad address or a non-loopback one
+        without ``allow_remote``, OSError when it cannot listen, and
+        RuntimeError if a worker already runs.
+        """
+        path = None if flush is None else os.path.abspath(os.fspath(flush))
+        return self._c.start_worker(flush=path, interval=float(interval), live=live,
+                                    allow_remote=bool(allow_remote), meta=meta)
+
+    def stop_worker(self) -> None:
+        """Stop the worker thread, if one runs, and wait for it; returns None."""
+        self._c.stop_worker()
+
     def print_stats(
         self,
         stream: Optional[IO[str]] = None,

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Show line profiling results (.lprof files written by "
                     "kernprof -l, LINEPROF=1 or LineProfiler.dump_stats). "
-                    "Several files are summed.")
+                    "Several files are summed. `python -m lineprof top ADDR` "
+                    "watches a program running under kernprof -l --live ADDR.")
     parser.add_argument("-u", "--unit", type=positive_float, default=DEFAULT_UNIT,
                         help=f"output unit in seconds for times (default: {DEFAULT_UNIT:g})")
     parser.add_argument("-z", "--skip-zero", action="store_true",
@@ -112,6 +113,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Usage errors raise SystemExit(2) after one line on stderr.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["top"]:  # a file named "top" reads as ./top
+        from .top import main as top_main
+
+        return top_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.rich and not args.json:
         try:

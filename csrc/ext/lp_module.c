@@ -9,6 +9,7 @@
 #include "lp_alloc.h"
 #include "lp_clock.h"
 #include "lp_file.h"
+#include "lp_proto.h"
 #include "lp_worker.h"
 
 #ifndef LINEPROF_VERSION
@@ -1100,7 +1101,32 @@ static int register_fork_handlers(PyObject *m) {
   return r == NULL ? -1 : 0;
 }
 
+static PyObject *parse_address(PyObject *mod, PyObject *arg) {
+  lp_addr_t a;
+  const char *text;
+  char buf[200];
+  (void)mod;
+  if ((text = PyUnicode_AsUTF8(arg)) == NULL)
+    return NULL;
+  if (lp_addr_parse(text, &a) != 0) {
+    PyErr_Format(PyExc_ValueError,
+                 "bad address %R: use HOST:PORT, PORT or unix:PATH", arg);
+    return NULL;
+  }
+  lp_addr_format(&a, buf, sizeof(buf));
+  if (a.is_unix)
+    return Py_BuildValue("{s:s,s:s,s:s}", "family", "unix", "path", a.path,
+                         "text", buf);
+  return Py_BuildValue("{s:s,s:s,s:i,s:O,s:s}", "family",
+                       strchr(a.host, ':') ? "inet6" : "inet", "host", a.host,
+                       "port", a.port, "local",
+                       lp_addr_is_local(&a) ? Py_True : Py_False, "text", buf);
+}
+
 static PyMethodDef module_methods[] = {
+    {"parse_address", parse_address, METH_O,
+     "parse_address(text) -> dict\nParse a live view address as the worker "
+     "does. Raises ValueError."},
     {"parse", parse_bytes, METH_O,
      "parse(data) -> dict\nParse a .lprof file's bytes (a live snapshot adds "
      "a \"now\" list). Raises FormatError."},

@@ -1,0 +1,340 @@
+"""``python -m lineprof top ADDR``: a live view of a program running under
+``kernprof -l --live ADDR`` (or ``LineProfiler.start_worker(live=ADDR)``).
+
+The program's native worker thread answers even while its event loop is
+blocked, so the view shows what the program does right now, stuck or not.
+The protocol is in docs/worker.md.  Errors print one line,
+``lineprof: <message>``, and exit 1 (usage errors: ``lineprof: error:``,
+exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import linecache
+import os
+import socket
+import sys
+import time
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+
+from .errors import LineprofError
+from .stats import LineStats
+
+__all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render",
+           "snapshot_json"]
+
+PROG = "lineprof"
+MAGIC = b"LINEPROF/1"
+MAX_HEADER = 256
+MAX_PAYLOAD = 1 << 31  # the file format's own limit
+
+
+class LiveError(LineprofError):
+    """The live view could not be read: nothing listens, no answer, or a bad answer."""
+
+
+class LiveGone(LiveError):
+    """Nothing listens at the address, or the program closed the connection."""
+
+
+def _c() -> Any:
+    from . import _lineprof
+
+    return _lineprof
+
+
+def parse_address(text: str) -> Dict[str, Any]:
+    """Return the address as the worker reads it; raise ValueError if it is not one."""
+    return _c().parse_address(text)
+
+
+class LiveClient:
+    """One connection to a live view, kept open across snapshots."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.addr = parse_address(address)
+        self.text: str = self.addr["text"]
+        self.timeout = timeout
+        self.sock: Optional[socket.socket] = None
+        self._pending = b""
+
+    def close(self) -> None:
+        """Close the connection (a later request opens a new one); returns None."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._pending = b""
+
+    def _connect(self) -> socket.socket:
+        a = self.addr
+        try:
+            if a["family"] == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                target: Any = a["path"]
+            else:
+                family = socket.AF_INET6 if a["family"] == "inet6" else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                target = (a["host"], a["port"])
+            sock.settimeout(self.timeout)
+            sock.connect(target)
+        except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
+            raise LiveGone(f"nothing listens at {self.text} (is the program running "
+                            f"under kernprof -l --live?)") from None
+        except socket.timeout:
+            sock.close()
+            raise LiveError(f"{self.text} did not answer within {self.timeout:g} s") from None
+        except OSError as exc:
+            sock.close()
+            raise LiveError(f"cannot connect to {self.text}: {exc.strerror or exc}") from None
+        return sock
+
+    def _read_line(self) -> bytes:
+        assert self.sock is not None
+        while b"\n" not in self._pending:
+            if len(self._pending) > MAX_HEADER:
+                raise LiveError(f"{self.text} does not speak the lineprof protocol")
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionResetError
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+    def _read_exact(self, n: int) -> bytes:
+        assert self.sock is not None
+        parts = [self._pending[:n]]
+        got = len(parts[0])
+        self._pending = self._pending[n:]
+        while got < n:
+            chunk = self.sock.recv(min(1 << 20, n - got))
+            if not chunk:
+                raise ConnectionResetError
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def request(self, verb: str = "SNAPSHOT") -> bytes:
+        """Send one request and return the reply's payload; raise LiveError on failure."""
+        fresh = self.sock is None
+        if fresh:
+            self.sock = self._connect()
+        try:
+            self.sock.sendall(MAGIC + b" " + verb.encode() + b"\n")
+            words = self._read_line().split(b" ", 3)
+            if len(words) < 3 or words[0] != MAGIC:
+                raise LiveError(f"{self.text} does not speak the lineprof protocol")
+            if words[1] == b"ERR":
+                message = words[3].decode(errors="replace") if len(words) > 3 else ""
+                raise LiveError(f"{self.text} answered: {message or words[2].decode()}")
+            if words[1] != b"OK" or not words[2].isdigit() or int(words[2]) > MAX_PAYLOAD:
+                raise LiveError(f"{self.text} does not speak the lineprof protocol")
+            return self._read_exact(int(words[2]))
+        except LiveError:
+            self.close()
+            raise
+        except socket.timeout:
+            self.close()
+            raise LiveError(f"{self.text} did not answer within {self.timeout:g} s") from None
+        except OSError:  # the connection dropped: the program ended, or restarted it
+            self.close()
+            if fresh:
+                raise LiveGone(f"{self.text} closed the connection") from None
+            return self.request(verb)  # once more, on a new connection
+
+    def snapshot(self) -> Tuple[LineStats, List[Dict[str, Any]]]:
+        """Return the program's profile now and its running lines (see :func:`now_entries`)."""
+        try:
+            raw = _c().parse(self.request("SNAPSHOT"))
+        except ValueError as exc:  # FormatError
+            self.close()
+            raise LiveError(f"{self.text} sent a damaged snapshot: {exc}") from None
+        return LineStats.from_dict(raw), now_entries(raw)
+
+
+def now_entries(raw: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Return the snapshot's running lines with names resolved.
+
+    Each is ``{"thread", "task" (name or None), "function", "file",
+    "lineno", "elapsed"}``, longest first; elapsed counts in the
+    snapshot's unit, like every other time.
+    """
+    funcs = raw["functions"]
+    names = {t["id"]: t["name"] for t in raw.get("tasks", ()) if t.get("id")}
+    out = []
+    for n in raw.get("now", ()):
+        f = funcs[n["func"]]
+        out.append({"thread": n["thread"],
+                    "task": names.get(n["task"]) if n["task"] is not None else None,
+                    "function": f["name"], "file": f["file"],
+                    "lineno": n["lineno"], "elapsed": n["elapsed"]})
+    out.sort(key=lambda e: -e["elapsed"])
+    return out
+
+
+def snapshot_json(stats: LineStats, now: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Return the JSON v1 object of ``stats`` plus its ``now`` list."""
+    data = stats.to_dict()
+    data["now"] = now
+    return data
+
+
+# -- the text view --------------------------------------------------------
+
+def _seconds(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value * 1e6:.0f} us"
+
+
+def _code(file: str, lineno: int) -> str:
+    return linecache.getline(file, lineno).strip()
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
+           top: int = 10, slow: float = 0.1, width: int = 100) -> str:
+    """Return one screen of the live view, ``width`` columns wide."""
+    unit = stats.unit
+    rows = [(fs, ln, rec) for fs in stats.functions for ln, rec in fs.lines.items()]
+    meta = stats.meta
+    head = f"lineprof top  {address}"
+    if meta.get("python"):
+        head += f"  python {meta['python']} ({meta.get('backend', '?')})"
+    head += f"  {time.strftime('%H:%M:%S')}"
+    live_tasks = sum(1 for t in stats.tasks if not t.is_fold)
+    out = [head, f"{len(stats.functions)} profiled functions, "
+                 f"{sum(r.hits for _, _, r in rows):,} line hits, {live_tasks} tasks seen", ""]
+
+    out.append("Running now")
+    if not now:
+        out.append("  (no thread is on a profiled line)")
+    for n in now:
+        where = f"{n['function']} ({os.path.basename(n['file'])}:{n['lineno']})"
+        task = f"  task {n['task']}" if n["task"] else ""
+        out.append(_clip(f"  thread {n['thread']:#x}{task}  {where}  for "
+                         f"{_seconds(n['elapsed'] * unit)}", width))
+        code = _code(n["file"], n["lineno"])
+        if code:
+            out.append(_clip(f"      {code}", width))
+    out.append("")
+
+    def table(title: str, label: str, value: Any) -> None:
+        picked = sorted((r for r in rows if value(r[2]) > 0), key=lambda r: -value(r[2]))
+        out.append(title)
+        out.append(f"  {label:>10}  {'Hits':>9}  {'Function (file:line)':<40}  Code")
+        if not picked:
+            out.append("  (none)")
+        for fs, ln, rec in picked[:top]:
+            where = f"{fs.name} ({os.path.basename(fs.file)}:{ln})"
+            cells = f"  {_seconds(value(rec) * unit):>10}  {rec.hits:>9,}  {_clip(where, 40):<40}  "
+            out.append(_clip(cells + _code(fs.file, ln), width))
+        out.append("")
+
+    table("Top lines by active time", "Active", lambda r: r.time)
+    table("Top lines by await time", "Await", lambda r: r.await_)
+    table(f"Slow lines (Max over {_seconds(slow)}: blocked their thread that long)", "Max",
+          lambda r: r.max_ if r.max_ * unit > slow else 0)
+    return "\n".join(line.rstrip() for line in out).rstrip() + "\n"
+
+
+# -- the command ------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < 1e6):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for ``python -m lineprof top``."""
+    parser = _Parser(prog=f"{PROG} top",
+                     description="Watch a program that runs under kernprof -l --live ADDR.")
+    parser.add_argument("address", metavar="ADDR",
+                        help="HOST:PORT, PORT (on 127.0.0.1) or unix:PATH, as given to --live")
+    parser.add_argument("--once", action="store_true", help="show one snapshot and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="with --once: print the snapshot as JSON (format version 1, "
+                             "plus \"now\")")
+    parser.add_argument("-n", "--interval", type=_positive, default=1.0, metavar="SECONDS",
+                        help="refresh period (default: 1)")
+    parser.add_argument("--top", type=_count, default=10, metavar="N",
+                        help="rows per table (default: 10)")
+    parser.add_argument("--slow", type=_positive, default=0.1, metavar="SECONDS",
+                        help="list lines whose Max exceeds this (default: 0.1)")
+    parser.add_argument("--timeout", type=_positive, default=5.0, metavar="SECONDS",
+                        help="give up on an answer after this long (default: 5)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``python -m lineprof top`` with ``argv``; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.json and not args.once:
+        parser.error("--json needs --once")
+    try:
+        client = LiveClient(args.address, timeout=args.timeout)
+    except ValueError as exc:
+        parser.error(str(exc))
+    tty = sys.stdout.isatty()
+    shown = 0
+    try:
+        while True:
+            try:
+                stats, now = client.snapshot()
+            except LiveGone as exc:
+                if not shown:
+                    print(f"{PROG}: {exc}", file=sys.stderr)
+                    return 1
+                print(f"{PROG}: {client.text} went away (the program ended)", file=sys.stderr)
+                return 0
+            except LiveError as exc:
+                print(f"{PROG}: {exc}", file=sys.stderr)
+                return 1
+            if args.json:
+                sys.stdout.write(json.dumps(snapshot_json(stats, now), indent=2) + "\n")
+                return 0
+            width = os.get_terminal_size().columns if tty else 100
+            screen = render(stats, now, address=client.text, top=args.top,
+                            slow=args.slow, width=width)
+            sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + screen)
+            sys.stdout.flush()
+            shown += 1
+            if args.once:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    finally:
+        client.close()
