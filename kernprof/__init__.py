@@ -43,6 +43,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 import lineprof
 from lineprof.api import ByCountWrapping
 from lineprof.cli import positive_float
+from lineprof.top import parse_address as parse_live_address
 from lineprof.explicit import python_command
 from lineprof.report import RICH_MISSING, rich_available
 
@@ -795,16 +796,25 @@ def _start_worker(prof: Any, opts: argparse.Namespace, outfile: str) -> None:
     """
     if opts.output_interval is None and not opts.live:
         return
+    if opts.live:
+        try:
+            addr = parse_live_address(opts.live)
+        except ValueError as exc:
+            _error(f"--live: {exc}")
+            raise SystemExit(2) from None
+        if not addr["local"] and not opts.live_allow_remote:
+            _error(f"--live: refusing {opts.live}: not a loopback address, so anyone who "
+                   f"can reach it could read the profile (add --live-allow-remote to allow it)")
+            raise SystemExit(2)
     try:
         address = prof.start_worker(
             flush=outfile if opts.output_interval is not None else None,
             interval=opts.output_interval or 1.0, live=opts.live,
-            allow_remote=opts.live_allow_remote,
-            meta={"command": " ".join(shlex.quote(a) for a in sys.argv)})
-    except ValueError as exc:
-        _error(f"--live: {exc}")
+            allow_remote=opts.live_allow_remote)
+    except ValueError as exc:  # an interval out of range
+        _error(str(exc))
         raise SystemExit(2) from None
-    except OSError as exc:
+    except OSError as exc:  # cannot listen
         raise KernprofError(f"--live: {exc}") from None
     if address and opts.verbosity >= -2:
         _say(sys.stderr, f"{PROG}: live view at {address}; watch it with: "

@@ -59,7 +59,9 @@ struct client_s {
   char in[LP_PROTO_MAX_REQUEST];
   size_t inlen;
   int writing;  /* a reply is being written: reading is paused */
+  int draining; /* after an error reply: input is discarded until EOF */
   int closing;
+  uv_shutdown_t shutdown;
   int open_handles;
   client_t *next, *prev;
 };
@@ -113,6 +115,23 @@ static void client_close(client_t *c) {
 
 static void on_idle(uv_timer_t *t) { client_close(t->data); }
 
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status; /* the drain timer closes the client in any case */
+}
+
+/* After an error reply: stop writing and discard input until the client
+ * closes (or a second passes), so the client reads the reply before the
+ * connection goes; closing with unread input would reset it. */
+static void client_drain(client_t *c) {
+  c->draining = 1;
+  c->inlen = 0;
+  uv_timer_start(&c->idle, on_idle, 1000, 0);
+  if (uv_shutdown(&c->shutdown, &c->h.stream, on_shutdown) != 0 ||
+      read_start(c) != 0)
+    client_close(c);
+}
+
 static void on_written(uv_write_t *req, int status) {
   reply_t *r = (reply_t *)req;
   client_t *c = r->c;
@@ -122,8 +141,12 @@ static void on_written(uv_write_t *req, int status) {
   c->writing = 0;
   if (c->closing)
     return;
-  if (status < 0 || close_after) {
+  if (status < 0) {
     client_close(c);
+    return;
+  }
+  if (close_after) {
+    client_drain(c);
     return;
   }
   client_process(c);
@@ -189,7 +212,7 @@ static void client_process(client_t *c) {
   lp_request_t req;
   reply_t *r;
   int n;
-  if (c->closing || c->writing)
+  if (c->closing || c->writing || c->draining)
     return;
   n = lp_proto_parse(c->in, c->inlen, &req);
   if (n == 0) {
@@ -198,7 +221,10 @@ static void client_process(client_t *c) {
     return;
   }
   if (n < 0) {
-    reply_error(c, c->inlen >= LP_PROTO_MAX_REQUEST ? "too-long" : "bad-request",
+    int too_long = c->inlen >= LP_PROTO_MAX_REQUEST &&
+                   memchr(c->in, '\n', c->inlen) == NULL &&
+                   memcmp(c->in, LP_PROTO_MAGIC, sizeof(LP_PROTO_MAGIC) - 1) == 0;
+    reply_error(c, too_long ? "too-long" : "bad-request",
                 "expected \"" LP_PROTO_MAGIC " SNAPSHOT\" or \"" LP_PROTO_MAGIC
                 " PING\" and a newline");
     return;
@@ -238,6 +264,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   if (nread < 0) {
     client_close(c);
+    return;
+  }
+  if (c->draining) {
+    c->inlen = 0;
     return;
   }
   c->inlen += (size_t)nread;

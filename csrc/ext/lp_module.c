@@ -1115,8 +1115,8 @@ static PyObject *parse_address(PyObject *mod, PyObject *arg) {
   }
   lp_addr_format(&a, buf, sizeof(buf));
   if (a.is_unix)
-    return Py_BuildValue("{s:s,s:s,s:s}", "family", "unix", "path", a.path,
-                         "text", buf);
+    return Py_BuildValue("{s:s,s:s,s:O,s:s}", "family", "unix", "path", a.path,
+                         "local", Py_True, "text", buf);
   return Py_BuildValue("{s:s,s:s,s:i,s:O,s:s}", "family",
                        strchr(a.host, ':') ? "inet6" : "inet", "host", a.host,
                        "port", a.port, "local",
