@@ -307,19 +307,33 @@ def test_malformed_requests_do_not_disturb_the_program(tmp_path, sockdir):
             s.sendall(b"LINEPROF/1 SNAPSHOT\n")
             s.close()
         # Too many clients: the extra ones are refused, the others served.
-        held = []
-        for _ in range(8):
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(5)
-            s.connect(path)
-            held.append(s)
+        # (The worker may still be closing the clients above: retry until
+        # all 8 slots are ours.)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            held = []
+            for _ in range(8):
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(5)
+                s.connect(path)
+                s.sendall(b"LINEPROF/1 PING\n")
+                held.append(s)
+            replies = [s.recv(100) for s in held]
+            if all(r == b"LINEPROF/1 OK 0\n" for r in replies) or time.monotonic() > deadline:
+                break
+            for s in held:
+                s.close()
+            time.sleep(0.05)
+        assert all(r == b"LINEPROF/1 OK 0\n" for r in replies), replies
         assert exchange(b"LINEPROF/1 PING\n").startswith(b"LINEPROF/1 ERR busy ")
         held[0].sendall(b"LINEPROF/1 PING\n")
         assert held[0].recv(100) == b"LINEPROF/1 OK 0\n"
         for s in held:
             s.close()
-        time.sleep(0.1)
-        assert exchange(b"LINEPROF/1 PING\n") == b"LINEPROF/1 OK 0\n"
+        deadline = time.monotonic() + TIMEOUT
+        while exchange(b"LINEPROF/1 PING\n") != b"LINEPROF/1 OK 0\n":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         proc.stdin.write("go\n")
         proc.stdin.flush()
         done = finish(proc)
