@@ -339,12 +339,15 @@ def test_kernprof_bad_unit(tmp_path, unit):
 
 
 @pytest.mark.parametrize("args, line", [
-    (["-i", "abc"], "kernprof: error: argument -i/--output-interval: invalid int value: 'abc'"),
-    (["-i", "2"], "kernprof: error: -i/--output-interval is not supported yet"),
+    *[(["-l", "-i", x], "kernprof: error: argument -i/--output-interval: must be a positive "
+                        f"number of seconds, got {x!r}") for x in ("0", "-1", "nan", "inf")],
+    *[(["-l", "-i", x], "kernprof: error: interval must be between 0.001 and 86400 seconds")
+      for x in ("0.0001", "1e6")],
+    (["-i", "2"], "kernprof: error: -i/--output-interval and --live need -l/--line-by-line"),
 ])
 def test_kernprof_bad_output_interval(tmp_path, args, line):
     write(tmp_path / "app.py", "print('ran')\n")
-    proc = kernprof("-l", *args, "app.py", cwd=tmp_path)
+    proc = kernprof(*args, "app.py", cwd=tmp_path)
     assert_one_line(proc, 2, line)
     assert proc.stdout == ""
 

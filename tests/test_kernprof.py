@@ -18,6 +18,7 @@ import textwrap
 import pytest
 
 from kernprof import split_special
+from lineprof.stats import load_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -325,11 +326,15 @@ def test_bad_unit(tmp_path):
         "kernprof: error: argument -u/--unit: must be a positive number of seconds, got '-1'")
 
 
-def test_output_interval_not_supported_yet(tmp_path):
-    write(tmp_path / "app.py", "print('ran')\n")
-    proc = kernprof("-l", "-i", "2", "app.py", cwd=tmp_path)
-    assert_one_line_error(proc, 2, "kernprof: error: -i/--output-interval is not supported yet")
-    assert proc.stdout == ""
+@pytest.mark.parametrize("flags", [["-l", "-i"], ["-li"], ["-l", "-i", "0.5"],
+                                   ["-l", "--output-interval"], ["-l", "--output-interval=2"]])
+def test_output_interval_value_is_optional(tmp_path, flags):
+    """A bare -i means 1 s; a word after it that is not a number is the script."""
+    write(tmp_path / "app.py", "@profile\ndef f():\n    return 1\nprint(f())\n")
+    proc = kernprof(*flags, "app.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "1"
+    assert load_stats(str(tmp_path / "app.py.lprof")).functions[0].total_hits == 1
 
 
 @pytest.mark.parametrize("args", [["-l"], ["-l", "-m"], ["-l", "-c"]])
