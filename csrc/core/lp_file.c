@@ -362,12 +362,49 @@ static int take64(reader_t *r, uint64_t *v) {
 }
 
 /* Reads a length-prefixed string into a new NUL-terminated copy. */
+/* Returns 1 if s[0, n) is well-formed UTF-8 without NUL (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). */
+static int utf8_ok(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    size_t len, k;
+    uint32_t cp;
+    if (c == 0)
+      return 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+      len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+      len = 4, cp = c & 0x07;
+    else
+      return 0;
+    if (n - i < len)
+      return 0;
+    for (k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return 0;
+      cp = cp << 6 | (s[i + k] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return 0;
+    i += len;
+  }
+  return 1;
+}
+
 static int take_str(reader_t *r, char **out) {
   uint32_t n;
   char *s;
   if (take32(r, &n) != 0 || n > r->left || n > MAX_STRING)
     return LP_EFORMAT;
-  if (memchr(r->p, 0, n) != NULL)
+  if (!utf8_ok(r->p, n))
     return LP_EFORMAT;
   s = lp__malloc((size_t)n + 1);
   if (s == NULL)

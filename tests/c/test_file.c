@@ -834,6 +834,53 @@ static void test_parse_bad_structure(void **state) {
   assert_int_equal(parse_copy(b.d, b.len), LP_EFORMAT);
 }
 
+/* Strings must be UTF-8 (docs/format.md): well-formed ones round-trip,
+ * malformed ones make the file malformed, wherever they stand. */
+static void test_parse_utf8(void **state) {
+  static const struct {
+    const char *s;
+    int ok;
+  } cases[] = {
+      {"plain", 1},
+      {"caf\xc3\xa9", 1},                 /* U+00E9 */
+      {"\xe2\x82\xac", 1},               /* U+20AC */
+      {"\xf0\x9d\x84\x9e", 1},           /* U+1D11E */
+      {"\xf4\x8f\xbf\xbf", 1},           /* U+10FFFF */
+      {"\xff", 0},                        /* never in UTF-8 */
+      {"\xc3", 0},                        /* cut short */
+      {"\xc3(", 0},                       /* bad continuation */
+      {"\xc0\xaf", 0},                    /* overlong "/" */
+      {"\xe0\x80\xaf", 0},                /* overlong, 3 bytes */
+      {"\xed\xa0\x80", 0},                /* a surrogate */
+      {"\xf4\x90\x80\x80", 0},            /* above U+10FFFF */
+      {"\x80", 0},                        /* a lone continuation */
+  };
+  size_t i;
+  int where;
+  (void)state;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (where = 0; where < 3; where++) {
+      lp_table_t t;
+      lp_meta_t m = {0};
+      lp_buf_t b = {0};
+      lp_profile_t p;
+      lp_func_t *f;
+      lp_table_init(&t);
+      assert_int_equal(lp_table_add(&t, 1, where == 0 ? cases[i].s : "f.py",
+                                    where == 1 ? cases[i].s : "fn", 1, 1, 1,
+                                    LP_KIND_FUNCTION, &f),
+                       0);
+      assert_int_equal(lp_meta_add(&m, "k", where == 2 ? cases[i].s : "v"), 0);
+      assert_int_equal(lp_file_encode(&t, &m, NULL, 0, &b), 0);
+      assert_int_equal(lp_file_parse(b.data, b.len, &p), cases[i].ok ? 0 : LP_EFORMAT);
+      lp_profile_close(&p);
+      lp__free(b.data);
+      lp_meta_close(&m);
+      lp_table_close(&t);
+    }
+  }
+}
+
 static void test_parse_oom(void **state) {
   lp_buf_t b;
   lp_profile_t p;
@@ -1147,6 +1194,7 @@ int main(void) {
       cmocka_unit_test(test_parse_bad_func),
       cmocka_unit_test(test_parse_duplicate_after_zero_record),
       cmocka_unit_test(test_parse_bad_structure),
+      cmocka_unit_test(test_parse_utf8),
       cmocka_unit_test_teardown(test_parse_oom, lp_test_teardown_alloc),
       cmocka_unit_test_setup_teardown(test_write_read, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_write_fail_missing_dir, setup_dir,
