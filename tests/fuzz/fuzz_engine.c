@@ -71,16 +71,18 @@ static uint64_t fuzz_clock(void *arg) {
 /* ---- allocator: fails one chosen allocating call ---- */
 
 static long allocs;
-static long fail_at = -1;
-static long failed; /* allocations refused so far in this input */
+static long fail_at = -1; /* refuse allocating calls fail_at ..          */
+static long fail_n;       /* .. fail_at + fail_n - 1 (counted from the arm) */
+static long failed;       /* allocations refused so far in this input */
 
 static void *fuzz_realloc(void *ptr, size_t size) {
   if (size == 0) {
     free(ptr);
     return NULL;
   }
-  if (fail_at >= 0 && allocs++ == fail_at) {
-    fail_at = -1;
+  if (fail_at >= 0 && allocs++ >= fail_at) {
+    if (allocs >= fail_at + fail_n)
+      fail_at = -1;
     failed++;
     return NULL;
   }
@@ -573,10 +575,13 @@ static void step(input_t *in) {
     if ((top = lp_engine_top(th)) != NULL && top->user == 0)
       top->user = token_new();
     break;
-  case OP_FAIL: /* one of the next few allocating calls fails */
+  case OP_FAIL: { /* one or a run of the next allocating calls fail */
+    uint8_t b = byte(in);
     allocs = 0;
-    fail_at = byte(in) % 4;
+    fail_at = b % 4;
+    fail_n = (b & 4) ? 3 : 1;
     break;
+  }
   case OP_CLEAR:
     clear();
     break;

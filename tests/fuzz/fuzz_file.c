@@ -35,7 +35,7 @@ static const uint8_t magic[8] = {0x89, 'L', 'P', 'R', 'O', 'F', '\r', '\n'};
 
 /* ---- a counting allocator that can fail one call ---- */
 
-#define LIVE_LIMIT ((size_t)64 << 20)
+#define LIVE_LIMIT ((size_t)4 << 20) /* 131,072 lines of counters */
 
 static long allocs;          /* allocating calls since the last arm */
 static long fail_at = -1;    /* the allocating call to refuse; -1: none */
