@@ -70,7 +70,7 @@ static uint64_t mono(void) { return lp_clock_monotonic(NULL); }
 
 #define W(stmt)                                                              \
   do {                                                                       \
-    int outer_ = lp_sync_write_begin(&eng.sync);                             \
+    uint64_t outer_ = lp_sync_write_begin(&eng.sync);                             \
     stmt;                                                                    \
     lp_sync_write_end(&eng.sync, outer_);                                    \
   } while (0)
@@ -1034,7 +1034,8 @@ static void test_snapshot_busy(void **state) {
   lp_worker_t *w;
   lp_profile_t p;
   uint64_t t0;
-  int fd, outer;
+  uint64_t outer;
+  int fd;
   (void)state;
   unix_addr(listen_at, sizeof(listen_at), "busy.sock");
   w = worker_up(listen_at);
@@ -1098,7 +1099,7 @@ static void *writer_main(void *arg) {
   writer_t *wr = arg;
   int32_t l = 4;
   while (!__atomic_load_n(&wr->stop, __ATOMIC_RELAXED)) {
-    int o = lp_sync_write_begin(&eng.sync);
+    uint64_t o = lp_sync_write_begin(&eng.sync);
     lp_engine_line(lp_engine_top(th1), l, mono());
     lp_sync_write_end(&eng.sync, o);
     l = l == 3 ? 4 : 3;
