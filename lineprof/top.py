@@ -14,6 +14,7 @@ import argparse
 import json
 import linecache
 import os
+import shutil
 import socket
 import sys
 import time
@@ -319,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.json:
                 sys.stdout.write(json.dumps(snapshot_json(stats, now), indent=2) + "\n")
                 return 0
-            width = os.get_terminal_size().columns if tty else 100
+            width = shutil.get_terminal_size((100, 24)).columns
             screen = render(stats, now, address=client.text, top=args.top,
                             slow=args.slow, width=width)
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + screen)

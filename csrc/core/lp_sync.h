@@ -60,24 +60,25 @@ static inline void lp__sync_unlock(lp_sync_t *s) {
 /* Waits while a reader has asked the writer to pause. */
 void lp__sync_wait(lp_sync_t *s);
 
-/* Starts a change. Returns what lp_sync_write_end needs: 1 for the
- * outermost change, 0 for one nested in another (a weak reference callback
- * run by the garbage collector inside a hook). */
-static inline int lp_sync_write_begin(lp_sync_t *s) {
+/* Starts a change. Returns what lp_sync_write_end needs: the sequence
+ * number before the change, odd if this change is nested in another (a
+ * weak reference callback run by the garbage collector inside a hook). */
+static inline uint64_t lp_sync_write_begin(lp_sync_t *s) {
   uint64_t q = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
-  if (q & 1)
-    return 0;
+  if (LP_SYNC_UNLIKELY(q & 1))
+    return q;
   __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);
-  return 1;
+  return q;
 }
 
-/* Ends a change started by lp_sync_write_begin, which returned outer. */
-static inline void lp_sync_write_end(lp_sync_t *s, int outer) {
-  if (!outer)
+/* Ends a change started by lp_sync_write_begin, which returned q. Only the
+ * outermost change moves the number (nested ones leave it odd), so the
+ * number to store is known without reading it again. */
+static inline void lp_sync_write_end(lp_sync_t *s, uint64_t q) {
+  if (LP_SYNC_UNLIKELY(q & 1))
     return;
-  __atomic_store_n(&s->seq, __atomic_load_n(&s->seq, __ATOMIC_RELAXED) + 1,
-                   __ATOMIC_RELEASE);
+  __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
   if (LP_SYNC_UNLIKELY(__atomic_load_n(&s->pause, __ATOMIC_RELAXED)))
     lp__sync_wait(s);
 }

@@ -112,7 +112,7 @@ void lp__refresh_task_names(lp_profiler_t *p);
 
 /* Every change to p->eng outside the hooks goes between these (lp_sync.h),
  * so the worker's snapshots stay consistent. */
-#define LP_WRITE_BEGIN(p) int lp_outer_ = lp_sync_write_begin(&(p)->eng.sync)
+#define LP_WRITE_BEGIN(p) uint64_t lp_outer_ = lp_sync_write_begin(&(p)->eng.sync)
 #define LP_WRITE_END(p) lp_sync_write_end(&(p)->eng.sync, lp_outer_)
 
 /* Releases a user value handed back by the engine (a weak reference). */

@@ -33,7 +33,7 @@ static PyObject *gen_of_current_frame(void) {
   lp_profiler_t *p = lp__hooked;                                             \
   lp_thread_t *th;                                                           \
   uint64_t t;                                                                \
-  int outer_;                                                                \
+  uint64_t outer_;                                                           \
   (void)self;                                                                \
   if (LP_UNLIKELY(p == NULL || !p->recording))                               \
     Py_RETURN_NONE;                                                          \
@@ -42,6 +42,8 @@ static PyObject *gen_of_current_frame(void) {
     Py_RETURN_NONE;                                                          \
   outer_ = lp_sync_write_begin(&p->eng.sync);
 
+/* Py_None is immortal on 3.12+ (this backend's versions): returned without
+ * a reference, as Py_RETURN_NONE does there. */
 #define LEAVE(r)                                                             \
   do {                                                                       \
     lp_sync_write_end(&p->eng.sync, outer_);                                 \
@@ -59,17 +61,17 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
     /* Running since before enable(): adopt it. */
     lp_func_t *f = lp_table_find(&p->eng.table, (uintptr_t)args[0]);
     if (f == NULL)
-      LEAVE(Py_NewRef(Py_None));
+      LEAVE(Py_None);
     if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0) {
       lp__fail(p, err, "line");
-      LEAVE(Py_NewRef(Py_None));
+      LEAVE(Py_None);
     }
     lp__attach_task(p, th, t);
     top = lp_engine_top(th);
   }
   if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
     lp__fail(p, err, "line");
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 /* JUMP (code, from, to): a line event when jumping back within one line.
@@ -98,7 +100,7 @@ static PyObject *cb_jump(PyObject *self, PyObject *const *args,
   if (top != NULL && top->ident == (uintptr_t)args[0] &&
       (err = lp_engine_line(top, (int32_t)line, t)) != 0)
     lp__fail(p, err, "line");
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 static PyObject *cb_start(PyObject *self, PyObject *const *args,
@@ -108,12 +110,12 @@ static PyObject *cb_start(PyObject *self, PyObject *const *args,
   int err;
   (void)nargs;
   if (f == NULL)
-    LEAVE(Py_NewRef(Py_None));
+    LEAVE(Py_None);
   if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)args[0], t)) != 0)
     lp__fail(p, err, "start");
   else
     lp__attach_task(p, th, t);
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 /* PY_RESUME and PY_THROW: a generator frame continues. */
@@ -128,7 +130,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (f == NULL || f->kind == LP_KIND_FUNCTION ||
       (gen = gen_of_current_frame()) == NULL)
-    LEAVE(Py_NewRef(Py_None));
+    LEAVE(Py_None);
   LP_REFRESH_NAMES(p);
   if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
     int off = (int)lp_compat_small_int(args[1]);
@@ -141,7 +143,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
     lp__fail(p, err, "resume");
   else if (err == 0)
     lp__attach_task(p, th, t); /* adopted */
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 static PyObject *cb_yield(PyObject *self, PyObject *const *args,
@@ -154,15 +156,15 @@ static PyObject *cb_yield(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top == NULL || top->ident != (uintptr_t)args[0] ||
       (gen = gen_of_current_frame()) == NULL)
-    LEAVE(Py_NewRef(Py_None));
+    LEAVE(Py_None);
   if (lp__watch_gen(p, top, gen) != 0)
-    LEAVE(Py_NewRef(Py_None));
+    LEAVE(Py_None);
   LP_REFRESH_NAMES(p);
   err = lp_engine_yield(&p->eng, th, (uintptr_t)gen, t, &user);
   lp__release_user(p, user);
   if (err)
     lp__fail(p, err, "yield");
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 static PyObject *cb_return(PyObject *self, PyObject *const *args,
@@ -172,7 +174,7 @@ static PyObject *cb_return(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top != NULL && top->ident == (uintptr_t)args[0])
     lp__release_user(p, lp_engine_return(&p->eng, th, t));
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 static PyObject *cb_unwind(PyObject *self, PyObject *const *args,
@@ -182,7 +184,7 @@ static PyObject *cb_unwind(PyObject *self, PyObject *const *args,
   (void)nargs;
   if (top != NULL && top->ident == (uintptr_t)args[0])
     lp__release_user(p, lp_engine_unwind(&p->eng, th, t));
-  LEAVE(Py_NewRef(Py_None));
+  LEAVE(Py_None);
 }
 
 typedef struct {

@@ -104,7 +104,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   lp_profiler_t *p = (lp_profiler_t *)obj;
   lp_thread_t *th;
   lp_frame_t *top;
-  int outer;
+  uint64_t outer;
   if (LP_UNLIKELY(!p->recording)) {
     if (!p->enabled || lp__hooked != p)
       untrace_this_thread(); /* a thread still hooked after disable */
