@@ -434,7 +434,11 @@ static int parse_meta(reader_t *r, lp_meta_t *meta) {
   return r->left == 0 ? 0 : LP_EFORMAT;
 }
 
-static int parse_func(reader_t *r, lp_table_t *t) {
+/* parse_func's line arrays may hold at most this many lines in all, plus
+ * one per byte of the file: a few bytes must not claim gigabytes. */
+#define LINE_BUDGET ((uint64_t)1 << 20)
+
+static int parse_func(reader_t *r, lp_table_t *t, uint64_t *budget) {
   char *file = NULL, *name = NULL;
   uint32_t firstlineno, kind, base, nlines, used, i;
   lp_func_t *f;
@@ -448,8 +452,9 @@ static int parse_func(reader_t *r, lp_table_t *t) {
   if (kind > LP_KIND_MAX || (int32_t)base < 1 || nlines == 0 ||
       used > nlines || (uint64_t)used * LINE_RECORD_SIZE != r->left)
     goto out;
-  if ((int64_t)(int32_t)base + nlines - 1 > INT32_MAX)
+  if ((int64_t)(int32_t)base + nlines - 1 > INT32_MAX || nlines > *budget)
     goto out;
+  *budget -= nlines;
   err = lp_table_add(t, 0, file, name, (int32_t)firstlineno, (int32_t)base,
                      (int32_t)(base + nlines - 1), (lp_kind_t)kind, &f);
   if (err) {
@@ -536,7 +541,7 @@ static int parse_now(reader_t *r, lp_profile_t *out) {
 
 int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
   const uint8_t *d = data;
-  uint64_t paylen;
+  uint64_t paylen, budget = LINE_BUDGET + len;
   uint32_t i;
   reader_t r;
   memset(out, 0, sizeof(*out));
@@ -575,7 +580,7 @@ int lp_file_parse(const void *data, size_t len, lp_profile_t *out) {
     if (tag == TAG_META)
       err = parse_meta(&s, &out->meta);
     else if (tag == TAG_FUNC)
-      err = parse_func(&s, &out->table);
+      err = parse_func(&s, &out->table, &budget);
     else if (tag == TAG_TASK)
       err = parse_tasks(&s, out);
     else if (tag == TAG_NOW)

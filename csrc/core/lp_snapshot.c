@@ -91,7 +91,19 @@ LP_NO_TSAN static size_t arena_add(task_copy_t *tc, const char *str) {
 LP_NO_TSAN static int copy_task(task_copy_t *tc, const lp_task_t *k) {
   lp_task_t *c = &tc->s->tasks[tc->s->ntasks];
   size_t name, coro;
-  *c = *k;
+  /* Field by field: a struct copy may become a memcpy call, which
+   * ThreadSanitizer intercepts even here. */
+  c->id = k->id;
+  c->time = k->time;
+  c->await = k->await;
+  c->first = k->first;
+  c->last = k->last;
+  c->folded = k->folded;
+  c->mark = k->mark;
+  c->running = k->running;
+  c->parked = k->parked;
+  c->refs = k->refs;
+  c->slot = k->slot;
   c->next = NULL;
   if ((name = arena_add(tc, k->name)) == SIZE_MAX ||
       (coro = arena_add(tc, k->coro)) == SIZE_MAX)
@@ -122,18 +134,72 @@ LP_NO_TSAN static int copy_tasks(lp_snapshot_t *s, const lp_tasks_t *r) {
   return err;
 }
 
-/* The thread's innermost frame that is on a line. */
-LP_NO_TSAN static const lp_frame_t *running_line(const lp_thread_t *th) {
-  uint32_t d = th->depth;
-  while (d > 0 && th->stack[d - 1].lineno == 0)
-    d--;
-  return d > 0 ? &th->stack[d - 1] : NULL;
+/* Frames are grabbed as plain values while the writer may run, and only
+ * looked into (their func and task pointers followed) once the copy is
+ * known to be consistent: a slot read in the middle of a change may hold
+ * anything, even memory never written. */
+typedef struct {
+  uint64_t id;
+  uint32_t start, depth; /* its frames: frames[start, start + depth) */
+} grab_thread_t;
+
+typedef struct {
+  lp_frame_t *frames;      /* every thread's stack, then the parked pool */
+  uint32_t nframes, npool; /* the pool is the last npool frames */
+  grab_thread_t *threads;
+  uint32_t nthreads;
+  uint32_t nlive;          /* live tasks: the first nlive of s->tasks */
+} grab_t;
+
+static void grab_close(grab_t *g) {
+  lp__free(g->frames);
+  lp__free(g->threads);
+  memset(g, 0, sizeof(*g));
 }
 
-/* Open time of running frames and of suspended ones, as lp_engine_settle
- * counts it, added to the copies of their lines. */
-LP_NO_TSAN static void settle_frame(lp_snapshot_t *s, const lp_frame_t *fr,
-                                    uint64_t t, int running) {
+LP_NO_TSAN static void copy_frame(lp_frame_t *d, const lp_frame_t *f) {
+  d->func = f->func;
+  d->ident = f->ident;
+  d->user = f->user;
+  d->mark = f->mark;
+  d->stretch = f->stretch;
+  d->lineno = f->lineno;
+  d->state = f->state;
+  d->task = f->task;
+  d->paused = f->paused;
+}
+
+LP_NO_TSAN static int grab_frames(grab_t *g, lp_engine_t *e) {
+  const lp_thread_t *th;
+  uint32_t i, j, n = 0, total, npool = e->pool_len;
+  for (th = e->threads; th != NULL; th = th->next)
+    n++;
+  if (n > 0 && (g->threads = lp__calloc(n, sizeof(*g->threads))) == NULL)
+    return LP_ENOMEM;
+  total = npool;
+  for (th = e->threads, i = 0; th != NULL && i < n; th = th->next, i++) {
+    g->threads[i].id = th->id;
+    g->threads[i].depth = th->depth; /* <= its capacity, whatever the race */
+    g->threads[i].start = total;
+    total += g->threads[i].depth;
+  }
+  g->nthreads = i;
+  if (total > 0 && (g->frames = lp__calloc(total, sizeof(*g->frames))) == NULL)
+    return LP_ENOMEM;
+  for (th = e->threads, i = 0; th != NULL && i < g->nthreads; th = th->next, i++)
+    for (j = 0; j < g->threads[i].depth; j++)
+      copy_frame(&g->frames[g->threads[i].start + j], &th->stack[j]);
+  for (j = 0; j < npool; j++)
+    copy_frame(&g->frames[j], &e->pool[j]);
+  g->npool = npool;
+  g->nframes = total;
+  return 0;
+}
+
+/* Open time of a running or suspended frame, as lp_engine_settle counts
+ * it, added to the copy of its line. */
+static void settle_frame(lp_snapshot_t *s, const lp_frame_t *fr, uint64_t t,
+                         int running) {
   lp_line_t *ln;
   if (fr->func == NULL || fr->lineno == 0 ||
       fr->func->index >= s->table.nfuncs ||
@@ -149,44 +215,33 @@ LP_NO_TSAN static void settle_frame(lp_snapshot_t *s, const lp_frame_t *fr,
   }
 }
 
-LP_NO_TSAN static int copy_frames(lp_snapshot_t *s, lp_engine_t *e,
-                                  uint64_t t) {
-  const lp_thread_t *th;
-  uint32_t i, nthreads = 0;
-  for (th = e->threads; th != NULL; th = th->next)
-    nthreads++;
-  if (nthreads > 0 &&
-      (s->now = lp__calloc(nthreads, sizeof(*s->now))) == NULL)
+/* The copy is consistent and the mutex still held: func and task pointers
+ * are valid. Settles lines and live tasks at t and fills s->now. */
+static int settle(lp_snapshot_t *s, const grab_t *g, uint64_t t) {
+  uint32_t i, j;
+  if (g->nthreads > 0 &&
+      (s->now = lp__calloc(g->nthreads, sizeof(*s->now))) == NULL)
     return LP_ENOMEM;
-  for (th = e->threads; th != NULL; th = th->next) {
-    const lp_frame_t *top = running_line(th);
-    uint32_t depth = th->depth;
-    for (i = 0; i < depth; i++)
-      settle_frame(s, &th->stack[i], t, 1);
+  for (i = 0; i < g->nthreads; i++) {
+    const lp_frame_t *st = &g->frames[g->threads[i].start], *top = NULL;
+    for (j = 0; j < g->threads[i].depth; j++) {
+      settle_frame(s, &st[j], t, 1);
+      if (st[j].lineno != 0)
+        top = &st[j]; /* the innermost frame that is on a line */
+    }
     if (top != NULL && top->func->index < s->table.nfuncs) {
       lp_now_t *n = &s->now[s->nnow++];
-      n->thread = th->id;
+      n->thread = g->threads[i].id;
       n->task = top->task != NULL ? top->task->id : 0;
       n->elapsed = t > top->stretch ? t - top->stretch : 0;
       n->func = top->func->index;
       n->lineno = top->lineno;
     }
   }
-  for (i = 0; i < e->pool_len; i++)
-    settle_frame(s, &e->pool[i], t, 0);
-  return 0;
-}
-
-/* One attempt: copies everything as of t. */
-static int copy_all(lp_snapshot_t *s, lp_engine_t *e, uint64_t t) {
-  int err;
-  uint32_t i;
-  if ((err = copy_table(&s->table, &e->table)) != 0 ||
-      (err = copy_tasks(s, &e->tasks)) != 0 ||
-      (err = copy_frames(s, e, t)) != 0)
-    return err;
-  /* Live tasks come first: count their open time as lp_task_account does. */
-  for (i = 0; i < e->tasks.nlive && i < s->ntasks; i++) {
+  for (j = 0; j < g->npool; j++)
+    settle_frame(s, &g->frames[j], t, 0);
+  /* Live tasks come first: their open time as lp_task_account counts it. */
+  for (i = 0; i < g->nlive && i < s->ntasks; i++) {
     lp_task_t *k = &s->tasks[i];
     if (t > k->mark && (k->running || k->parked)) {
       if (k->running)
@@ -197,6 +252,17 @@ static int copy_all(lp_snapshot_t *s, lp_engine_t *e, uint64_t t) {
     }
     k->mark = t;
   }
+  return 0;
+}
+
+/* One attempt at the racy part of the copy. */
+static int copy_all(lp_snapshot_t *s, grab_t *g, lp_engine_t *e) {
+  int err;
+  g->nlive = e->tasks.nlive;
+  if ((err = copy_table(&s->table, &e->table)) != 0 ||
+      (err = copy_tasks(s, &e->tasks)) != 0 ||
+      (err = grab_frames(g, e)) != 0)
+    return err;
   return 0;
 }
 
@@ -225,11 +291,16 @@ int lp_snapshot_take(lp_engine_t *e, lp_snapshot_t *s) {
     uv_mutex_lock(&y->mutex);
     s1 = __atomic_load_n(&y->seq, __ATOMIC_ACQUIRE);
     if ((s1 & 1) == 0) {
+      grab_t g;
+      memset(&g, 0, sizeof(g));
       s->attempts++;
       t = lp_engine_now(e);
-      err = copy_all(s, e, t);
+      err = copy_all(s, &g, e);
       __atomic_thread_fence(__ATOMIC_ACQUIRE);
       s2 = __atomic_load_n(&y->seq, __ATOMIC_RELAXED);
+      if (err == 0 && s1 == s2)
+        err = settle(s, &g, t);
+      grab_close(&g);
       if (err == 0 && s1 == s2) {
         s->t = t;
         for (uint32_t i = 0; i < s->ntasks; i++) {
@@ -255,7 +326,9 @@ int lp_snapshot_take(lp_engine_t *e, lp_snapshot_t *s) {
     if (lp_engine_now(e) - start > LP_SNAPSHOT_DEADLINE_NS)
       goto give_up;
     uv_mutex_unlock(&y->mutex);
-    if (tries < 3)
+    /* Paused, the writer stops at the end of its current change: usually
+     * microseconds away, so yield rather than sleep. */
+    if (tries < 3 || (s->paused && tries < 1000))
       sched_yield();
     else
       uv_sleep(1);

@@ -31,7 +31,13 @@ struct lp_worker_s {
     uv_pipe_t pipe;
   } server;
   int has_server, has_flush;
-  int bound_unix;         /* we created the socket file at addr.path */
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } spare;                /* accepts and closes when a client has no memory */
+  int reject_busy;
   int loop_ready, started, stopped, closed;
   int stopping;           /* set by lp_worker_stop, read by the thread */
   uv_thread_t thread;
@@ -280,17 +286,44 @@ static int read_start(client_t *c) {
   return rc == UV_EALREADY ? 0 : rc;
 }
 
+static void rejected(uv_handle_t *h) {
+  ((lp_worker_t *)h->data)->reject_busy = 0;
+}
+
+/* No memory for a client: accept the connection into the worker's spare
+ * handle and close it at once. A connection left pending would make libuv
+ * stop watching the listening socket, and the server would go deaf. */
+static void reject(lp_worker_t *w) {
+  int rc;
+  if (w->reject_busy)
+    return;
+  rc = w->addr.is_unix ? uv_pipe_init(&w->loop, &w->spare.pipe, 0)
+                       : uv_tcp_init(&w->loop, &w->spare.tcp);
+  if (rc != 0)
+    return;
+  w->reject_busy = 1;
+  w->spare.handle.data = w;
+  uv_accept(&w->server.stream, &w->spare.stream);
+  uv_close(&w->spare.handle, rejected);
+  STAT_ADD(w, rejected);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   lp_worker_t *w = server->data;
   client_t *c;
   int rc;
-  if (status < 0 || (c = lp__calloc(1, sizeof(*c))) == NULL)
+  if (status < 0)
     return;
+  if ((c = lp__calloc(1, sizeof(*c))) == NULL) {
+    reject(w);
+    return;
+  }
   c->w = w;
   rc = w->addr.is_unix ? uv_pipe_init(&w->loop, &c->h.pipe, 0)
                        : uv_tcp_init(&w->loop, &c->h.tcp);
   if (rc != 0) {
     lp__free(c);
+    reject(w);
     return;
   }
   c->h.handle.data = c;
@@ -394,7 +427,6 @@ static int listen_at(lp_worker_t *w, char *errbuf, size_t errlen) {
     w->has_server = 1;
     if ((rc = uv_pipe_bind(&w->server.pipe, w->addr.path)) != 0)
       goto uv_fail;
-    w->bound_unix = 1;
     /* Owner only, before anyone can connect (listen comes after). */
     if (chmod(w->addr.path, 0600) != 0) {
       rc = uv_translate_sys_error(errno);
@@ -443,9 +475,9 @@ static int teardown(lp_worker_t *w) {
   return rc;
 }
 
+/* libuv removes a unix socket's file when it closes the server handle
+ * (before the close, so a new worker at the same path is not hit). */
 static void worker_free(lp_worker_t *w) {
-  if (w->bound_unix)
-    unlink(w->addr.path);
   lp_meta_close(&w->meta);
   lp__free(w->flush_path);
   lp__free(w);

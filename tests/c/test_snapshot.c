@@ -786,7 +786,7 @@ static void wend(conc_t *c, uint64_t outer) {
     c->max_stall = d;
   if (d > 1000000)
     c->stalls_over_1ms++;
-  c->windows++;
+  __atomic_store_n(&c->windows, c->windows + 1, __ATOMIC_RELAXED);
 }
 
 #define CK(expr, what)                                                       \
@@ -1113,8 +1113,14 @@ static void test_concurrent(void **state) {
     }
     lp_snapshot_close(&prev);
     prev = s;
-    if (i % 4 == 0)
-      sched_yield();
+    /* Let the writer make a few hundred changes between snapshots, so
+     * they really run side by side (up to a second each). */
+    {
+      uint64_t w0 = __atomic_load_n(&c->windows, __ATOMIC_RELAXED), t0 = mono();
+      while (__atomic_load_n(&c->windows, __ATOMIC_RELAXED) < w0 + 300 &&
+             mono() - t0 < 1000000000ull)
+        sched_yield();
+    }
   }
   t_end = mono();
   __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED);
