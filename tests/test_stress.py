@@ -1314,8 +1314,6 @@ def test_fork_with_suspended_frames(prof, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.xfail(strict=True, reason="bug: frames of threads that do not exist in a forked child keep "
-                                       "accruing active time in the child's profile")
 def test_fork_does_not_time_other_threads_frames_in_the_child(prof, tmp_path):
     """A thread runs a profiled line when another thread forks. In the child
     that thread does not exist: its line must not go on accruing time."""
@@ -1395,9 +1393,6 @@ sys.exit(1 if bad else 0)
 """
 
 
-@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
-                   reason="bug: snapshot() iterates the task records while the GC (run by its own "
-                          "allocations on <= 3.11) retires and frees them: use-after-free")
 def test_garbage_collection_during_snapshot(tmp_path):
     """On 3.11 the cyclic GC runs inside any allocation, including the ones
     snapshot() makes while it walks the task records; tasks it frees then

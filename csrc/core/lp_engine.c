@@ -301,15 +301,19 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
     lp_task_account(e->tasks.live[i], t);
 }
 
+void lp_engine_detach_thread(lp_engine_t *e, lp_thread_t *th, uint64_t t,
+                             void (*cb)(uintptr_t)) {
+  while (th->depth > 0) {
+    uintptr_t user = lp_engine_return(e, th, t);
+    if (user != 0 && cb != NULL)
+      cb(user);
+  }
+}
+
 void lp_engine_detach(lp_engine_t *e, uint64_t t, void (*cb)(uintptr_t)) {
   lp_thread_t *th;
-  for (th = e->threads; th != NULL; th = th->next) {
-    while (th->depth > 0) {
-      uintptr_t user = lp_engine_return(e, th, t);
-      if (user != 0 && cb != NULL)
-        cb(user);
-    }
-  }
+  for (th = e->threads; th != NULL; th = th->next)
+    lp_engine_detach_thread(e, th, t, cb);
 }
 
 void lp_engine_each_user(lp_engine_t *e, void (*cb)(uintptr_t)) {

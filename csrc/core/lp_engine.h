@@ -182,6 +182,12 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t);
  * NULL, is called with each popped frame's nonzero user value. */
 void lp_engine_detach(lp_engine_t *e, uint64_t t, void (*cb)(uintptr_t user));
 
+/* Ends every running frame of th at t, as if it returned (its thread is
+ * gone: the other threads of a process after fork()). cb as for
+ * lp_engine_detach. */
+void lp_engine_detach_thread(lp_engine_t *e, lp_thread_t *th, uint64_t t,
+                             void (*cb)(uintptr_t user));
+
 /* Calls cb with the user value of every live frame that has one, running
  * or parked, and clears it. */
 void lp_engine_each_user(lp_engine_t *e, void (*cb)(uintptr_t user));

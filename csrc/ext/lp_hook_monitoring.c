@@ -26,9 +26,9 @@ static PyObject *gen_of_current_frame(void) {
   return gen;
 }
 
-/* Each callback starts like this: the time first, then the thread, then
- * the change to the engine begins (lp_sync.h); every return after ENTER
- * goes through LEAVE, which ends it. */
+/* Each callback starts like this: the change to the engine begins
+ * (lp_sync.h), then the time is read (so a snapshot never settles past
+ * it), then the thread. Every return after that goes through LEAVE. */
 #define ENTER(p, th, t)                                                      \
   lp_profiler_t *p = lp__hooked;                                             \
   lp_thread_t *th;                                                           \
@@ -37,10 +37,10 @@ static PyObject *gen_of_current_frame(void) {
   (void)self;                                                                \
   if (LP_UNLIKELY(p == NULL || !p->recording))                               \
     Py_RETURN_NONE;                                                          \
+  outer_ = lp_sync_write_begin(&p->eng.sync);                               \
   t = LP_NOW(p);                                                             \
   if (LP_UNLIKELY((th = lp__thread(p)) == NULL))                             \
-    Py_RETURN_NONE;                                                          \
-  outer_ = lp_sync_write_begin(&p->eng.sync);
+    LEAVE(Py_None);
 
 /* Py_None is immortal on 3.12+ (this backend's versions): returned without
  * a reference, as Py_RETURN_NONE does there. */

@@ -10,6 +10,7 @@
 #include "lp_clock.h"
 #include "lp_file.h"
 #include "lp_proto.h"
+#include "lp_snapshot.h"
 #include "lp_worker.h"
 
 #ifndef LINEPROF_VERSION
@@ -661,22 +662,31 @@ static void catch_up(lp_profiler_t *p) {
   }
 }
 
+/* The stats are built from a copy (lp_snapshot_take): building Python
+ * objects can run the garbage collector, whose callbacks retire task
+ * records, which a walk of the engine's own registry would then read. */
 static PyObject *Profiler_snapshot(lp_profiler_t *p, PyObject *unused) {
   lp_meta_t meta = {0};
+  lp_snapshot_t snap;
   task_list_t tl;
-  PyObject *r;
+  PyObject *r = NULL;
+  uint32_t i;
+  int err;
   (void)unused;
   catch_up(p);
-  if (build_meta(&meta, NULL) != 0) {
-    lp_meta_close(&meta);
-    return NULL;
+  if ((err = lp_snapshot_take(&p->eng, &snap)) != 0) {
+    lp_snapshot_close(&snap);
+    return raise_lp(err, NULL);
   }
-  tl.list = PyList_New(0);
-  tl.t0 = p->t0;
-  if (tl.list != NULL)
-    lp_tasks_each(&p->eng.tasks, append_task, &tl);
-  r = stats_dict(&p->eng.table, &meta, tl.list);
+  if (build_meta(&meta, NULL) == 0) {
+    tl.list = PyList_New(0);
+    tl.t0 = p->t0;
+    for (i = 0; tl.list != NULL && i < snap.ntasks; i++)
+      append_task(&snap.tasks[i], &tl);
+    r = stats_dict(&snap.table, &meta, tl.list);
+  }
   lp_meta_close(&meta);
+  lp_snapshot_close(&snap);
   return r;
 }
 
@@ -891,10 +901,13 @@ static PyObject *Profiler_worker_stats(lp_profiler_t *p, PyObject *unused) {
 /* fork(): the worker's thread does not survive into the child, and its
  * sockets must not either. It is stopped before, restarted in the parent
  * after (same address), and the child runs without one. */
+static uint64_t fork_time; /* when the last fork() began */
+
 static PyObject *before_fork(PyObject *mod, PyObject *unused) {
   lp_profiler_t *p = worker_owner;
   (void)mod;
   (void)unused;
+  fork_time = lp_clock_monotonic(NULL);
   if (p != NULL && p->worker != NULL) {
     worker_halt(p);
     p->w_forked = 1;
@@ -919,9 +932,20 @@ static PyObject *after_fork_parent(PyObject *mod, PyObject *unused) {
 }
 
 static PyObject *after_fork_child(PyObject *mod, PyObject *unused) {
-  lp_profiler_t *p = worker_owner;
+  lp_profiler_t *p = worker_owner, *h = lp__hooked;
   (void)mod;
   (void)unused;
+  /* Only the forking thread lives on in the child: the frames other threads
+   * were running end at the fork, or they would be timed forever. */
+  if (h != NULL) {
+    uint64_t t = fork_time != 0 ? fork_time : lp_engine_now(&h->eng);
+    lp_thread_t *th, *me = lp__tls.gen == h->gen ? lp__tls.th : NULL;
+    LP_WRITE_BEGIN(h);
+    for (th = h->eng.threads; th != NULL; th = th->next)
+      if (th != me)
+        lp_engine_detach_thread(&h->eng, th, t, release_user_cb);
+    LP_WRITE_END(h);
+  }
   if (p != NULL && p->w_forked) {
     p->w_forked = 0;
     lp__free(p->w_flush);
