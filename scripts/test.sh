@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: sets up what is missing (scripts/setup.sh), then the C
-# core's cmocka tests through CTest, then pytest on each tested Python.
+# core's cmocka tests through CTest (plain, ASan+UBSan, TSan), each fuzz
+# target for a minute, pytest on each tested Python, and the quick pytest
+# subset against an ASan+UBSan build on 3.11 and 3.13.
 # Exits non-zero if any suite fails.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -16,6 +18,24 @@ if cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
   failed+=("ctest")
 fi
 
+# The core again under the sanitizers: ASan+UBSan, then ThreadSanitizer
+# (the worker, the snapshot's concurrency test). See docs/sanitizers.md.
+for san in address,undefined thread; do
+  dir="build/ctest-${san%%,*}"
+  echo "== C core under -fsanitize=$san: cmocka through CTest"
+  if cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DLINEPROF_SANITIZE="$san" >/dev/null &&
+     cmake --build "$dir" -j2 >/dev/null &&
+     ctest --test-dir "$dir" --output-on-failure; then :; else
+    failed+=("ctest-$san")
+  fi
+done
+
+# Each libFuzzer target briefly (docs/fuzzing.md has the long runs).
+echo "== fuzzing: each target for ${LINEPROF_FUZZ_TIME:-60} s"
+if "$ROOT/scripts/fuzz.sh" --time "${LINEPROF_FUZZ_TIME:-60}"; then :; else
+  failed+=("fuzz")
+fi
+
 ran=0
 for v in $PYTHONS; do
   venv="$(venv_of "$v")"
@@ -29,6 +49,20 @@ for v in $PYTHONS; do
   fi
   ran=$((ran + 1))
 done
+
+# pytest against an ASan+UBSan build of the extension: the quick subset,
+# on the legacy hook and on sys.monitoring.
+san_pythons=""
+for v in ${LINEPROF_SANITIZE_PYTHONS:-3.11 3.13}; do
+  case " $PYTHONS " in *" $v "*) san_pythons="$san_pythons $v" ;; esac
+done
+if [ -n "$san_pythons" ]; then
+  echo "== pytest under ASan+UBSan (quick subset) on:$san_pythons"
+  # shellcheck disable=SC2086
+  if "$ROOT/scripts/sanitize.sh" --quick $san_pythons; then :; else
+    failed+=("sanitize")
+  fi
+fi
 
 if [ "$ran" -eq 0 ]; then
   echo "test: no Python ran the tests" >&2
