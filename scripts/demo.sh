@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what is missing, builds and
 # installs lineprof with `pip install .` into .venv/demo, then profiles the
-# bundled examples with `kernprof -l -v` and reads a profile back.
+# bundled examples with `kernprof -l -v`, watches a stuck service with the
+# live view, and reads a profile back.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -20,6 +21,15 @@ echo
 echo "== timeout -s INT 3s kernprof -l examples/mayhem.py; python -m lineprof -t --top 5 mayhem.py.lprof"
 timeout -s INT 3s "$venv/bin/kernprof" -l "$ROOT/examples/mayhem.py" >/dev/null 2>&1 || true
 "$venv/bin/python" -m lineprof -t --top 5 mayhem.py.lprof | tail -40
+echo
+echo "== kernprof -l -i 0.5 --live unix:SOCK examples/stuck.py; python -m lineprof top --once unix:SOCK (while its loop is blocked)"
+sock="$out/stuck.sock"
+"$venv/bin/kernprof" -l -i 0.5 --live "unix:$sock" "$ROOT/examples/stuck.py" 4 >"$out/stuck.out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q blocking "$out/stuck.out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+COLUMNS=110 "$venv/bin/python" -m lineprof top --once "unix:$sock" || true
+wait "$pid" || true
 echo
 echo "== python -m lineprof async_example.py.lprof --json | head"
 "$venv/bin/python" -m lineprof --json async_example.py.lprof | head -c 600
