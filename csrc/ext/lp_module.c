@@ -4,6 +4,7 @@
 #include "lp_ext.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lp_alloc.h"
@@ -1125,6 +1126,34 @@ static int register_fork_handlers(PyObject *m) {
   return r == NULL ? -1 : 0;
 }
 
+/* ---- allocation failure injection (tests only) ---- */
+
+static long alloc_budget = -1; /* allocations left before failing; -1: off */
+
+static void *failing_realloc(void *ptr, size_t size) {
+  if (size == 0) {
+    free(ptr);
+    return NULL;
+  }
+  if (alloc_budget == 0)
+    return NULL;
+  if (alloc_budget > 0)
+    alloc_budget--;
+  return realloc(ptr, size);
+}
+
+/* _fail_allocations(n): the core's allocations fail after n more succeed
+ * (n < 0 restores the C library's). Not thread-safe: no worker may run. */
+static PyObject *fail_allocations(PyObject *mod, PyObject *arg) {
+  long n = PyLong_AsLong(arg);
+  (void)mod;
+  if (n == -1 && PyErr_Occurred())
+    return NULL;
+  alloc_budget = n < 0 ? -1 : n;
+  lp_set_allocator(n < 0 ? NULL : failing_realloc);
+  Py_RETURN_NONE;
+}
+
 static PyObject *parse_address(PyObject *mod, PyObject *arg) {
   lp_addr_t a;
   const char *text;
@@ -1148,6 +1177,9 @@ static PyObject *parse_address(PyObject *mod, PyObject *arg) {
 }
 
 static PyMethodDef module_methods[] = {
+    {"_fail_allocations", fail_allocations, METH_O,
+     "_fail_allocations(n)\nFor tests: the core's allocations fail after n "
+     "more succeed; n < 0 restores them."},
     {"parse_address", parse_address, METH_O,
      "parse_address(text) -> dict\nParse a live view address as the worker "
      "does. Raises ValueError."},
