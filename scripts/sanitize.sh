@@ -54,7 +54,8 @@ done
 # task memory) are left out.
 QUICK_TESTS=(tests/test_stress.py tests/test_edge.py tests/test_async.py
              tests/test_threads.py tests/test_hits.py tests/test_timing.py
-             tests/test_tasks.py tests/test_api_truth.py tests/test_live.py)
+             tests/test_tasks.py tests/test_api_truth.py tests/test_live.py
+             tests/test_oom.py)
 
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/lineprof-sanitize.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
