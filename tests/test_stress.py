@@ -182,13 +182,6 @@ async def storm_driver(s, mode):
     await asyncio.sleep(0.03)  # every suspension has ended: nothing may grow now
 
 
-LEGACY_STORM_BUG = pytest.mark.xfail(
-    sys.version_info < (3, 12), strict=False,
-    reason="bug (3.11, intermittent): with wait_for and cancellations, storm_worker's lines hold "
-           "up to a few ms more time + await than its frames lived; the task records stay within bounds")
-
-
-@LEGACY_STORM_BUG
 @pytest.mark.parametrize("mode", ["gather", "taskgroup", "wait_for"])
 def test_cancellation_storm(mode, prof):
     n, seed = 1000, 1234
@@ -553,6 +546,77 @@ def test_athrow_and_aclose_through_nested_async_generators(prof):
     ia = sum(r[2] for r in func_lines(result, inner_agen).values())
     assert ia <= (stamps[-1][1] - stamps[0][0]) * NS
     assert ia >= (stamps[3][0] - stamps[0][1]) * NS - EPS_NS
+    no_leak(prof)
+
+
+# A throw() that the awaitee swallows by returning: CPython 3.11 resumes the
+# delegating frame past its RESUME instruction, with no 'call' event (3.11's
+# wait_for does this when its task is cancelled after the inner future is
+# done). The frame must still resume, once: no second record for it.
+
+def swallowing_gen():
+    try:
+        yield "s"  # SW_G_YIELD
+    except ValueError:
+        return "swallowed"  # SW_G_RETURN
+
+
+def resumed_unseen_gen():
+    x = yield from swallowing_gen()  # RU_YIELD_FROM
+    spin(0.004)  # RU_SPIN: after the throw, active
+    yield x  # RU_YIELD
+
+
+def returned_unseen_gen():
+    return (yield from swallowing_gen())  # RN_RETURN: no line event after the throw
+
+
+async def swallowing_coro():
+    try:
+        await Suspend()  # SW_C_AWAIT
+    except ValueError:
+        return "swallowed"  # SW_C_RETURN
+
+
+async def resumed_unseen_coro():
+    x = await swallowing_coro()  # RC_AWAIT
+    spin(0.004)  # RC_SPIN
+    await Suspend()  # RC_AWAIT2
+    return x
+
+
+def unseen_resume_scenario(gap, spans, keep):
+    """Each object: started, suspended ``gap`` s, thrown into, run to its
+    end; then kept alive (finished) while the run goes on: nothing of it may
+    grow."""
+    for func in (resumed_unseen_gen, returned_unseen_gen, resumed_unseen_coro):
+        obj = func()
+        a = perf_counter()
+        obj.send(None)
+        if gap:
+            time.sleep(gap)
+        try:
+            obj.throw(ValueError("swallowed"))
+            obj.send(None)  # runs to its end (close() would send no event on 3.13)
+        except StopIteration:
+            pass
+        spans.append((func, perf_counter() - a))
+        keep.append(obj)
+    if gap:
+        time.sleep(gap)
+
+
+def test_throw_swallowed_by_the_awaitee_resumes_the_frame(prof):
+    funcs = [swallowing_gen, resumed_unseen_gen, returned_unseen_gen, swallowing_coro, resumed_unseen_coro]
+    truth = settrace_hits(funcs, lambda: unseen_resume_scenario(0, [], []))
+    spans, keep = [], []
+    result = profile_calls(funcs, lambda: unseen_resume_scenario(0.004, spans, keep), prof)
+    check_invariants(result)
+    assert hits_only(result) == truth
+    for func, life in spans:
+        lower = 0.004 + (0.004 if func is not returned_unseen_gen else 0.0)
+        between_ns(wall_of(result, func), lower, life, f"{func.__name__}'s time + await")
+    keep.clear()
     no_leak(prof)
 
 

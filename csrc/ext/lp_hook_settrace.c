@@ -21,6 +21,21 @@ static void lines_off(lp_profiler_t *p, PyFrameObject *frame) {
     lp__fail(p, LP_EINVAL, "turning off line events");
 }
 
+/* A generator frame of f runs at t: unparks its record if it was suspended
+ * (key: its generator), else adopts it as a new frame with no line yet.
+ * Returns 1 (unparked), 0 (adopted) or a negative error (recorded). */
+static int resume_gen(lp_profiler_t *p, lp_thread_t *th, lp_func_t *f,
+                      PyFrameObject *frame, uint64_t t) {
+  PyObject *gen = lp_compat_frame_gen(frame);
+  uintptr_t key = gen != NULL ? (uintptr_t)gen : (uintptr_t)frame;
+  int err;
+  LP_REFRESH_NAMES(p);
+  err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
+  if (err < 0)
+    lp__fail(p, err, "resume");
+  return err;
+}
+
 static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
   lp_func_t *f = func_of(p, frame);
   uint64_t t = LP_NOW(p);
@@ -30,13 +45,7 @@ static void on_call(lp_profiler_t *p, lp_thread_t *th, PyFrameObject *frame) {
     return;
   }
   if (f->kind != LP_KIND_FUNCTION) {
-    PyObject *gen = lp_compat_frame_gen(frame);
-    LP_REFRESH_NAMES(p);
-    uintptr_t key = gen != NULL ? (uintptr_t)gen : (uintptr_t)frame;
-    err = lp_engine_resume(&p->eng, th, key, f, (uintptr_t)frame, 0, t);
-    if (err < 0) {
-      lp__fail(p, err, "resume");
-    } else if (err == 0) {
+    if (resume_gen(p, th, f, frame, t) == 0) {
       /* A new frame, or one suspended since before its code was added, whose
        * line events we switched off then. */
       if (lp_compat_line_events_on(frame) != 0)
@@ -76,9 +85,19 @@ static void on_return(lp_profiler_t *p, lp_thread_t *th, lp_frame_t *top,
   lp__release_user(p, user);
 }
 
+/* CPython 3.11 resumes a suspended generator frame WITHOUT a call event
+ * when throw() reaches it through `yield from`/`await` and the awaitee
+ * returns instead of raising (asyncio: a task cancelled in wait_for() after
+ * the inner future completed; wait_for returns its result): _gen_throw then
+ * jumps past the SEND loop and continues the frame with gen_send(), skipping
+ * the RESUME instruction that sends 'call' in 3.11. The frame's record is
+ * still parked; its first event is a line, a yield or a return, none of
+ * which finds it on top of the stack. Such an event resumes it here. */
+
 /* A line event from a frame that is not the top of our stack: either not
- * profiled (switch its line events off) or profiled and already running
- * when profiling was enabled (adopt it). */
+ * profiled (switch its line events off), or a generator frame resumed
+ * without a call event (see above: unpark it), or profiled and already
+ * running when profiling was enabled (adopt it). */
 static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
                             PyFrameObject *frame) {
   lp_func_t *f = func_of(p, frame);
@@ -89,14 +108,35 @@ static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
     return;
   }
   t = LP_NOW(p);
-  if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) != 0) {
+  if (f->kind != LP_KIND_FUNCTION) {
+    if ((err = resume_gen(p, th, f, frame, t)) < 0)
+      return;
+  } else if ((err = lp_engine_start(&p->eng, th, f, (uintptr_t)frame, t)) !=
+             0) {
     lp__fail(p, err, "line");
     return;
   }
-  lp__attach_task(p, th, t);
+  if (err == 0)
+    lp__attach_task(p, th, t); /* adopted: a new record */
   if ((err = lp_engine_line(lp_engine_top(th), PyFrame_GetLineNumber(frame),
                             t)) != 0)
     lp__fail(p, err, "line");
+}
+
+/* A return event (return, yield or unwind) from a frame that is not the top
+ * of our stack. If it is a generator frame whose record is parked, it was
+ * resumed without a call event (see above) and ran no new line: resume it
+ * now, then account the event. Anything else is not ours. */
+static void on_foreign_return(lp_profiler_t *p, lp_thread_t *th,
+                              PyFrameObject *frame, PyObject *arg) {
+  PyObject *gen = lp_compat_frame_gen(frame);
+  uintptr_t v;
+  lp_func_t *f;
+  if (gen == NULL || !lp_map_get(&p->eng.parked, (uintptr_t)gen, &v))
+    return;
+  f = p->eng.pool[v].func;
+  if (resume_gen(p, th, f, frame, LP_NOW(p)) == 1)
+    on_return(p, th, lp_engine_top(th), frame, arg);
 }
 
 static int trace(PyObject *obj, PyFrameObject *frame, int what,
@@ -131,6 +171,8 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   case PyTrace_RETURN:
     if (top != NULL && top->ident == (uintptr_t)frame)
       on_return(p, th, top, frame, arg);
+    else if (p->eng.nparked != 0)
+      on_foreign_return(p, th, frame, arg);
     break;
   default:
     break;
