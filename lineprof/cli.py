@@ -126,7 +126,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _error(str(exc))
             return 2
     try:
-        stats = merge_stats([load_stats(path) for path in args.files])
+        loaded = [load_stats(path) for path in args.files]
+        stats = merge_stats(loaded)
+        if len(loaded) == 1:
+            stats.now = loaded[0].now  # a snapshot's running lines
         if args.json:
             sys.stdout.write(stats.to_json(indent=2) + "\n")
         else:

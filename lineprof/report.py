@@ -517,3 +517,27 @@ def show_text(
         show_summary(stats, functions, stream=stream, stripzeros=stripzeros, rich=rich)
     if tasks:
         show_tasks(stats, stream=stream, output_unit=output_unit, top=top)
+    if getattr(stats, "now", None):
+        show_now(stats, stream=stream, output_unit=output_unit)
+
+
+def show_now(stats: LineStats, stream: Optional[IO[str]] = None,
+             output_unit: Optional[float] = None) -> None:
+    """Write the lines each thread was running when a worker snapshot was taken; returns None.
+
+    Only snapshots written by the worker (``kernprof -i``) have them: after
+    a ``kill -9`` they show where a stuck program was.
+    """
+    if stream is None:
+        stream = sys.stdout
+    unit = output_unit if output_unit is not None else stats.unit
+    scale = stats.unit / unit
+    stream.write("\nRunning when this snapshot was taken (time on the line so far, "
+                 "in timer units):\n\n")
+    for n in stats.now:
+        task = f"  task {n['task']}" if n["task"] else ""
+        stream.write(f"{n['elapsed'] * scale:>12.1f}  thread {n['thread']:#x}{task}  "
+                     f"{n['function']} ({n['file']}:{n['lineno']})\n")
+        code = linecache.getline(n["file"], n["lineno"]).strip()
+        if code:
+            stream.write(f"{'':>12}      {code}\n")

@@ -189,6 +189,10 @@ class LineStats:
         self.unit = float(unit)
         self.tasks = tasks  # the setter converts dicts to TaskRecord
         self.meta: Dict[str, Any] = dict(meta or {})
+        #: In a snapshot written by the worker (``kernprof -i``, the live
+        #: view): the line each thread was running, see :func:`now_entries`.
+        #: A merge of several profiles has none.
+        self.now: List[Dict[str, Any]] = []
 
     @property
     def tasks(self) -> List[TaskRecord]:
@@ -339,6 +343,7 @@ class LineStats:
                 for fs in self.functions
             ],
             "tasks": [t.to_dict() for t in self.tasks],
+            **({"now": list(self.now)} if self.now else {}),
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -414,7 +419,29 @@ def load_stats(path: "os.PathLike[str] | str") -> LineStats:
         raise LineprofError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:  # a name in the file is not UTF-8
         raise LineprofError(f"{path}: profile is malformed (a name is not valid UTF-8)") from None
-    return LineStats.from_dict(data)
+    stats = LineStats.from_dict(data)
+    stats.now = now_entries(data)
+    return stats
+
+
+def now_entries(raw: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Return the running lines of a snapshot's raw dict, names resolved, longest first.
+
+    Each is ``{"thread", "task" (its name or None), "function", "file",
+    "lineno", "elapsed"}``, elapsed in the snapshot's unit.  Empty for a
+    profile that is not a snapshot.
+    """
+    funcs = raw["functions"]
+    names = {t["id"]: t["name"] for t in raw.get("tasks", ()) if t.get("id")}
+    out = []
+    for n in raw.get("now", ()):
+        f = funcs[n["func"]]
+        out.append({"thread": n["thread"],
+                    "task": names.get(n["task"]) if n["task"] is not None else None,
+                    "function": f["name"], "file": f["file"],
+                    "lineno": n["lineno"], "elapsed": n["elapsed"]})
+    out.sort(key=lambda e: -e["elapsed"])
+    return out
 
 
 _LINE_PROFILER_MARKS = ("line_profiler", "LineStats", "timings")

@@ -21,7 +21,7 @@ import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .errors import LineprofError
-from .stats import LineStats
+from .stats import LineStats, now_entries
 
 __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render",
            "snapshot_json"]
@@ -153,26 +153,6 @@ class LiveClient:
             self.close()
             raise LiveError(f"{self.text} sent a damaged snapshot: {exc}") from None
         return LineStats.from_dict(raw), now_entries(raw)
-
-
-def now_entries(raw: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Return the snapshot's running lines with names resolved.
-
-    Each is ``{"thread", "task" (name or None), "function", "file",
-    "lineno", "elapsed"}``, longest first; elapsed counts in the
-    snapshot's unit, like every other time.
-    """
-    funcs = raw["functions"]
-    names = {t["id"]: t["name"] for t in raw.get("tasks", ()) if t.get("id")}
-    out = []
-    for n in raw.get("now", ()):
-        f = funcs[n["func"]]
-        out.append({"thread": n["thread"],
-                    "task": names.get(n["task"]) if n["task"] is not None else None,
-                    "function": f["name"], "file": f["file"],
-                    "lineno": n["lineno"], "elapsed": n["elapsed"]})
-    out.sort(key=lambda e: -e["elapsed"])
-    return out
 
 
 def snapshot_json(stats: LineStats, now: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -229,6 +229,43 @@ def test_periodic_flush_survives_sigkill(tmp_path):
     assert shown.returncode == 0 and "total += i" in shown.stdout
 
 
+def test_killed_while_stuck_shows_where(tmp_path):
+    """kill -9 a program stuck in a profiled line: the last snapshot says which line, for how long."""
+    out = tmp_path / "out.lprof"
+    src = """\
+        import time
+
+        @profile
+        def stuck():
+            print("stuck", flush=True)
+            time.sleep(3600)  # STUCK
+
+        stuck()
+    """
+    proc = spawn(tmp_path, src, "-i", "0.1", "-o", str(out))
+    try:
+        t_stuck = wait_for(proc, "stuck")
+        time.sleep(1.0)
+        t_kill = time.perf_counter()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    stats = load_stats(str(out))
+    line = line_of(tmp_path / "app.py", "# STUCK")
+    assert [(n["function"], n["lineno"]) for n in stats.now] == [("stuck", line)]
+    elapsed = stats.now[0]["elapsed"] * stats.unit
+    # The last flush came at most one period (plus a loaded machine's slack) before the kill.
+    assert t_kill - t_stuck - 0.6 <= elapsed <= t_kill - t_stuck + 0.1, elapsed
+    rec = stats.functions[0].lines[line]
+    assert abs(rec.time * stats.unit - elapsed) < 0.01 and rec.max_ == rec.time
+    shown = lineprof_cmd(str(out))
+    assert shown.returncode == 0
+    assert "Running when this snapshot was taken" in shown.stdout
+    assert "time.sleep(3600)  # STUCK" in shown.stdout.split("Running when")[1]
+    data = json.loads(lineprof_cmd("--json", str(out)).stdout)
+    assert data["now"][0]["lineno"] == line
+
+
 def test_flush_file_is_always_complete(tmp_path):
     """Read the flushed file as fast as possible while it is rewritten: every read parses."""
     out = tmp_path / "out.lprof"

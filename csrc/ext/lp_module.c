@@ -1013,32 +1013,6 @@ static PyTypeObject Profiler_Type = {
 
 /* ---- module functions ---- */
 
-static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
-  PyObject *bytes = NULL, *r = NULL;
-  lp_profile_t prof;
-  int err;
-  (void)mod;
-  if (!PyUnicode_FSConverter(path_obj, &bytes))
-    return NULL;
-  Py_BEGIN_ALLOW_THREADS
-  err = lp_file_read(PyBytes_AS_STRING(bytes), &prof);
-  Py_END_ALLOW_THREADS
-  if (err) {
-    raise_lp(err, PyBytes_AS_STRING(bytes));
-  } else {
-    task_list_t tl;
-    uint32_t i;
-    tl.list = PyList_New(0);
-    tl.t0 = 0; /* stored relative already */
-    for (i = 0; i < prof.ntasks; i++)
-      append_task(&prof.tasks[i], &tl);
-    r = stats_dict(&prof.table, &prof.meta, tl.list);
-  }
-  lp_profile_close(&prof);
-  Py_DECREF(bytes);
-  return r;
-}
-
 /* The NOW entries of a live snapshot: function index, line, thread, task id
  * (None for none) and elapsed nanoseconds. */
 static PyObject *now_list(const lp_profile_t *prof) {
@@ -1059,6 +1033,42 @@ static PyObject *now_list(const lp_profile_t *prof) {
     Py_XDECREF(d);
   }
   return list;
+}
+
+/* Sets d["now"] from a snapshot's NOW section. Returns 0 or -1. */
+static int add_now(PyObject *d, const lp_profile_t *prof) {
+  PyObject *now = now_list(prof);
+  int rc = now == NULL ? -1 : PyDict_SetItemString(d, "now", now);
+  Py_XDECREF(now);
+  return rc;
+}
+
+static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
+  PyObject *bytes = NULL, *r = NULL;
+  lp_profile_t prof;
+  int err;
+  (void)mod;
+  if (!PyUnicode_FSConverter(path_obj, &bytes))
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  err = lp_file_read(PyBytes_AS_STRING(bytes), &prof);
+  Py_END_ALLOW_THREADS
+  if (err) {
+    raise_lp(err, PyBytes_AS_STRING(bytes));
+  } else {
+    task_list_t tl;
+    uint32_t i;
+    tl.list = PyList_New(0);
+    tl.t0 = 0; /* stored relative already */
+    for (i = 0; i < prof.ntasks; i++)
+      append_task(&prof.tasks[i], &tl);
+    r = stats_dict(&prof.table, &prof.meta, tl.list);
+    if (r != NULL && prof.has_now && add_now(r, &prof) != 0)
+      Py_CLEAR(r);
+  }
+  lp_profile_close(&prof);
+  Py_DECREF(bytes);
+  return r;
 }
 
 static PyObject *parse_bytes(PyObject *mod, PyObject *arg) {
@@ -1083,12 +1093,8 @@ static PyObject *parse_bytes(PyObject *mod, PyObject *arg) {
     for (i = 0; i < prof.ntasks; i++)
       append_task(&prof.tasks[i], &tl);
     r = stats_dict(&prof.table, &prof.meta, tl.list);
-    if (r != NULL && prof.has_now) {
-      PyObject *now = now_list(&prof);
-      if (now == NULL || PyDict_SetItemString(r, "now", now) != 0)
-        Py_CLEAR(r);
-      Py_XDECREF(now);
-    }
+    if (r != NULL && prof.has_now && add_now(r, &prof) != 0)
+      Py_CLEAR(r);
   }
   lp_profile_close(&prof);
   return r;
