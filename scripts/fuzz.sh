@@ -3,9 +3,11 @@
 # runs each for a while, starting from its seed corpus. See docs/fuzzing.md.
 #
 # Usage: scripts/fuzz.sh [--time SECONDS] [--build-only] [TARGET ...]
-#   --time N      fuzz each target for N seconds (default 60)
+#   --time N      fuzz EACH target for N seconds (default 60); the targets
+#                 run one after the other, so a run of all three takes
+#                 3 x N seconds plus the build
 #   --build-only  build, replay the saved inputs of tests/fuzz/crashes/, stop
-#   TARGET ...    fuzz_file, fuzz_engine (default: both, one after the other)
+#   TARGET ...    fuzz_file, fuzz_engine, fuzz_proto (default: all three)
 #
 # The build goes to build/fuzz (LINEPROF_FUZZ_BUILD overrides it). New
 # corpus entries go to build/fuzz/corpus-TARGET, never into the repository;
@@ -22,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${LINEPROF_FUZZ_BUILD:-$ROOT/build/fuzz}"
 SEEDS="$ROOT/tests/fuzz/corpus"
 CRASHES="$ROOT/tests/fuzz/crashes"
-ALL_TARGETS=(fuzz_file fuzz_engine)
+ALL_TARGETS=(fuzz_file fuzz_engine fuzz_proto)
 
 time_s=60
 build_only=0
@@ -43,10 +45,12 @@ case "$time_s" in ''|*[!0-9]*) echo "fuzz: --time wants whole seconds" >&2; exit
 
 # Per-target input size limit: a profile with a few functions and tasks
 # fits in 12 KiB (the largest seed is 10 KB); an engine program reads one
-# or a few bytes per call, so 2 KiB is about a thousand calls.
+# or a few bytes per call, so 2 KiB is about a thousand calls; 1 KiB of
+# protocol stream fills the 256-byte request buffer four times over.
 max_len_of() {
   case "$1" in
     fuzz_file) echo 12288 ;;
+    fuzz_proto) echo 1024 ;;
     *) echo 2048 ;;
   esac
 }
