@@ -72,9 +72,17 @@ static int parse_port(const char *s, int *out) {
   return 0;
 }
 
+/* libuv reads at most 39 bytes of an IPv6 address before a "%zone" (it
+ * truncates the rest), so a longer one would be accepted with junk in it,
+ * or bind another address than the one written: refuse it. */
+#define IPV6_MAX_BEFORE_ZONE 39
+
 static int numeric_host(const char *h) {
   struct sockaddr_in a4;
   struct sockaddr_in6 a6;
+  const char *zone = strchr(h, '%');
+  if (zone != NULL && zone - h > IPV6_MAX_BEFORE_ZONE)
+    return 0;
   return uv_ip4_addr(h, 0, &a4) == 0 || uv_ip6_addr(h, 0, &a6) == 0;
 }
 
@@ -107,9 +115,10 @@ int lp_addr_parse(const char *text, lp_addr_t *out) {
   } else { /* PORT alone */
     host = "";
     hlen = 0;
-    colon = text - 1;
+    colon = NULL;
   }
-  if (parse_port(colon + 1, &out->port) != 0 || hlen >= sizeof(out->host))
+  if (parse_port(colon != NULL ? colon + 1 : text, &out->port) != 0 ||
+      hlen >= sizeof(out->host))
     return LP_EADDR;
   if (hlen == 0 || (hlen == 9 && memcmp(host, "localhost", 9) == 0)) {
     strcpy(out->host, "127.0.0.1");

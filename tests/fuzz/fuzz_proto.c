@@ -318,11 +318,14 @@ static int ref_numeric(const char *host, unsigned char addr[16]) {
     return 4;
   pct = strchr(host, '%');
   n = pct != NULL ? (size_t)(pct - host) : strlen(host);
-  /* Finding 2 (docs/fuzzing.md): libuv's uv_ip6_addr reads at most 39
-   * bytes before a '%'. LP_FUZZ_PROTO_KNOWN=1 accepts that, so that long
-   * runs look for other things while it is open. */
-  if (pct != NULL && n > 39 && known_v6_junk)
+  /* Finding 2 (docs/fuzzing.md, fixed): libuv's uv_ip6_addr reads at most
+   * 39 bytes before a '%', so lp_addr_parse refuses longer ones.
+   * LP_FUZZ_PROTO_KNOWN=1 models the old behaviour (truncation). */
+  if (pct != NULL && n > 39) {
+    if (!known_v6_junk)
+      return 0;
     n = 39;
+  }
   if (n >= sizeof(part))
     return 0;
   memcpy(part, host, n);
