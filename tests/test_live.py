@@ -319,10 +319,24 @@ def test_malformed_requests_do_not_disturb_the_program(tmp_path, sockdir):
         wait_for(proc, "ready")
         path = addr[len("unix:"):]
 
+        def connect() -> socket.socket:
+            # A full listen backlog makes a unix connect fail with EAGAIN
+            # (a slow worker: under ASan, on a loaded machine): try again.
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(5)
+                try:
+                    s.connect(path)
+                    return s
+                except BlockingIOError:
+                    s.close()
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+
         def exchange(payload: bytes) -> bytes:
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(5)
-            s.connect(path)
+            s = connect()
             s.sendall(payload)
             data = b""
             while not data.endswith(b"\n"):  # every reply here is one line
@@ -339,8 +353,7 @@ def test_malformed_requests_do_not_disturb_the_program(tmp_path, sockdir):
         assert exchange(bytes(range(256))).startswith(b"LINEPROF/1 ERR bad-request ")
         # A client that connects and leaves, or leaves in the middle of a reply.
         for _ in range(20):
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(path)
+            s = connect()
             s.sendall(b"LINEPROF/1 SNAPSHOT\n")
             s.close()
         # Too many clients: the extra ones are refused, the others served.
@@ -350,9 +363,7 @@ def test_malformed_requests_do_not_disturb_the_program(tmp_path, sockdir):
         while True:
             held = []
             for _ in range(8):
-                s = socket.socket(socket.AF_UNIX)
-                s.settimeout(5)
-                s.connect(path)
+                s = connect()
                 s.sendall(b"LINEPROF/1 PING\n")
                 held.append(s)
             replies = [s.recv(100) for s in held]

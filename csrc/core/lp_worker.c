@@ -451,7 +451,7 @@ static int listen_at(lp_worker_t *w, char *errbuf, size_t errlen) {
     w->addr.port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
   }
   w->server.handle.data = w;
-  if ((rc = uv_listen(&w->server.stream, 16, on_connection)) != 0)
+  if ((rc = uv_listen(&w->server.stream, 128, on_connection)) != 0)
     goto uv_fail;
   lp_addr_format(&w->addr, w->addr_text, sizeof(w->addr_text));
   return 0;
