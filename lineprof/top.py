@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
+from .cli import positive_float, positive_int
 from .errors import LineprofError
 from .stats import LineStats, now_entries
 
@@ -235,22 +236,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message}\n")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value < 1e6):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``python -m lineprof top``."""
     parser = _Parser(prog=f"{PROG} top",
@@ -261,13 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="with --once: print the snapshot as JSON (format version 1, "
                              "plus \"now\")")
-    parser.add_argument("-n", "--interval", type=_positive, default=1.0, metavar="SECONDS",
+    parser.add_argument("-n", "--interval", type=positive_float, default=1.0, metavar="SECONDS",
                         help="refresh period (default: 1)")
-    parser.add_argument("--top", type=_count, default=10, metavar="N",
+    parser.add_argument("--top", type=positive_int, default=10, metavar="N",
                         help="rows per table (default: 10)")
-    parser.add_argument("--slow", type=_positive, default=0.1, metavar="SECONDS",
+    parser.add_argument("--slow", type=positive_float, default=0.1, metavar="SECONDS",
                         help="list lines whose Max exceeds this (default: 0.1)")
-    parser.add_argument("--timeout", type=_positive, default=5.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
                         help="give up on an answer after this long (default: 5)")
     return parser
 

@@ -1043,6 +1043,22 @@ static int add_now(PyObject *d, const lp_profile_t *prof) {
   return rc;
 }
 
+/* The stats dict of a profile read back (task times are stored relative
+ * already), with "now" for a live snapshot. */
+static PyObject *profile_dict(const lp_profile_t *prof) {
+  task_list_t tl;
+  PyObject *r;
+  uint32_t i;
+  tl.list = PyList_New(0);
+  tl.t0 = 0;
+  for (i = 0; tl.list != NULL && i < prof->ntasks; i++)
+    append_task(&prof->tasks[i], &tl);
+  r = stats_dict(&prof->table, &prof->meta, tl.list);
+  if (r != NULL && prof->has_now && add_now(r, prof) != 0)
+    Py_CLEAR(r);
+  return r;
+}
+
 static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
   PyObject *bytes = NULL, *r = NULL;
   lp_profile_t prof;
@@ -1056,15 +1072,7 @@ static PyObject *read_file(PyObject *mod, PyObject *path_obj) {
   if (err) {
     raise_lp(err, PyBytes_AS_STRING(bytes));
   } else {
-    task_list_t tl;
-    uint32_t i;
-    tl.list = PyList_New(0);
-    tl.t0 = 0; /* stored relative already */
-    for (i = 0; i < prof.ntasks; i++)
-      append_task(&prof.tasks[i], &tl);
-    r = stats_dict(&prof.table, &prof.meta, tl.list);
-    if (r != NULL && prof.has_now && add_now(r, &prof) != 0)
-      Py_CLEAR(r);
+    r = profile_dict(&prof);
   }
   lp_profile_close(&prof);
   Py_DECREF(bytes);
@@ -1086,15 +1094,7 @@ static PyObject *parse_bytes(PyObject *mod, PyObject *arg) {
   if (err) {
     raise_lp(err, NULL);
   } else {
-    task_list_t tl;
-    uint32_t i;
-    tl.list = PyList_New(0);
-    tl.t0 = 0;
-    for (i = 0; i < prof.ntasks; i++)
-      append_task(&prof.tasks[i], &tl);
-    r = stats_dict(&prof.table, &prof.meta, tl.list);
-    if (r != NULL && prof.has_now && add_now(r, &prof) != 0)
-      Py_CLEAR(r);
+    r = profile_dict(&prof);
   }
   lp_profile_close(&prof);
   return r;
