@@ -286,11 +286,8 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
     for (i = 0; i < th->depth; i++) {
       lp_frame_t *fr = &th->stack[i];
       lp_line_t *ln;
-      if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno))) {
-        ln->time += t - fr->mark;
-        if (t - fr->stretch > ln->max)
-          ln->max = t - fr->stretch;
-      }
+      if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)))
+        lp__line_run(ln, fr, t);
       fr->mark = t;
     }
   }

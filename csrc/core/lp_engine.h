@@ -96,14 +96,21 @@ static inline lp_frame_t *lp_engine_top(lp_thread_t *th) {
 int lp_engine_start(lp_engine_t *e, lp_thread_t *th, lp_func_t *func,
                     uintptr_t ident, uint64_t t);
 
+/* Charges the running frame fr's open time up to t (t >= fr->mark) to ln,
+ * its line's counters, and the stretch so far to ln's Max. */
+static inline void lp__line_run(lp_line_t *ln, const lp_frame_t *fr,
+                                uint64_t t) {
+  ln->time += t - fr->mark;
+  if (t - fr->stretch > ln->max)
+    ln->max = t - fr->stretch;
+}
+
 /* Ends the current stretch at t: its time goes to the current line. */
 static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
   lp_line_t *ln;
   if (fr->lineno == 0 || (ln = lp_func_line(fr->func, fr->lineno)) == 0)
     return;
-  ln->time += t - fr->mark;
-  if (t - fr->stretch > ln->max)
-    ln->max = t - fr->stretch;
+  lp__line_run(ln, fr, t);
 }
 
 /* A line event: the running frame fr starts executing lineno at t.

@@ -205,14 +205,12 @@ static void settle_frame(lp_snapshot_t *s, const lp_frame_t *fr, uint64_t t,
       fr->func->index >= s->table.nfuncs ||
       (ln = lp_func_line(s->table.funcs[fr->func->index], fr->lineno)) == NULL)
     return;
-  if (running) {
-    if (t > fr->mark)
-      ln->time += t - fr->mark;
-    if (t > fr->stretch && t - fr->stretch > ln->max)
-      ln->max = t - fr->stretch;
-  } else if (t > fr->mark) {
+  if (t < fr->mark) /* stretch <= mark: nothing open */
+    return;
+  if (running)
+    lp__line_run(ln, fr, t);
+  else
     ln->await += t - fr->mark;
-  }
 }
 
 /* The copy is consistent and the mutex still held: func and task pointers
@@ -240,18 +238,10 @@ static int settle(lp_snapshot_t *s, const grab_t *g, uint64_t t) {
   }
   for (j = 0; j < g->npool; j++)
     settle_frame(s, &g->frames[j], t, 0);
-  /* Live tasks come first: their open time as lp_task_account counts it. */
-  for (i = 0; i < g->nlive && i < s->ntasks; i++) {
-    lp_task_t *k = &s->tasks[i];
-    if (t > k->mark && (k->running || k->parked)) {
-      if (k->running)
-        k->time += t - k->mark;
-      else
-        k->await += t - k->mark;
-      k->last = t;
-    }
-    k->mark = t;
-  }
+  /* Live tasks come first: their open time. */
+  for (i = 0; i < g->nlive && i < s->ntasks; i++)
+    if (t >= s->tasks[i].mark)
+      lp_task_account(&s->tasks[i], t);
   return 0;
 }
 

@@ -20,23 +20,21 @@
 
 typedef struct client_s client_t;
 
+/* A stream handle that is a TCP socket or a unix socket. */
+typedef union {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} stream_u;
+
 struct lp_worker_s {
   uv_loop_t loop;
   uv_async_t async;       /* the only way in: "stop" */
   uv_timer_t flush_timer;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } server;
+  stream_u server;
   int has_server, has_flush;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } spare;                /* accepts and closes when a client has no memory */
+  stream_u spare;   /* accepts and closes when a client has no memory */
   int reject_busy;
   int loop_ready, started, stopped, closed;
   int stopping;           /* set by lp_worker_stop, read by the thread */
@@ -54,12 +52,7 @@ struct lp_worker_s {
 };
 
 struct client_s {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
+  stream_u h;
   uv_timer_t idle;
   lp_worker_t *w;
   char in[LP_PROTO_MAX_REQUEST];
