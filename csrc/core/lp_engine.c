@@ -62,8 +62,13 @@ static int push(lp_thread_t *th, const lp_frame_t *fr) {
     if (ns == NULL)
       return LP_ENOMEM;
   }
-  th->stack[th->depth++] = *fr;
+  th->stack[th->depth] = *fr;
+  th->top = &th->stack[th->depth++];
   return 0;
+}
+
+static void pop(lp_thread_t *th) {
+  th->top = --th->depth != 0 ? th->top - 1 : NULL;
 }
 
 /* A new running frame of func at t: no line, no task yet. */
@@ -74,6 +79,7 @@ static void frame_init(lp_frame_t *fr, lp_func_t *func, uintptr_t ident,
   fr->user = 0;
   fr->mark = t;
   fr->stretch = t;
+  fr->line = NULL;
   fr->lineno = 0;
   fr->state = LP_FRAME_RUNNING;
   fr->task = NULL;
@@ -178,10 +184,32 @@ static void pool_give(lp_engine_t *e, uint32_t i) {
 
 /* Counts the suspension of a parked frame up to t. */
 static void end_suspension(lp_frame_t *fr, uint64_t t) {
-  lp_line_t *ln;
-  if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)) != NULL)
-    ln->await += t - fr->mark;
+  if (fr->line != NULL)
+    fr->line->await += t - fr->mark;
   fr->mark = t;
+}
+
+/* Frames cache a pointer into their function's line array: when the array
+ * moves, every live frame of the function follows it. */
+static void repoint(lp_frame_t *fr, const lp_func_t *func) {
+  if (fr->func == func && fr->line != NULL)
+    fr->line = lp_func_line(fr->func, fr->lineno);
+}
+
+int lp__engine_grow(lp_engine_t *e, lp_func_t *func, int32_t lineno,
+                    lp_line_t **out) {
+  lp_line_t *old = func->lines;
+  lp_thread_t *th;
+  uint32_t i;
+  int err = lp_func_reserve(func, lineno, out);
+  if (err != 0 || func->lines == old)
+    return err;
+  for (th = e->threads; th != NULL; th = th->next)
+    for (i = 0; i < th->depth; i++)
+      repoint(&th->stack[i], func);
+  for (i = 0; i < e->pool_len; i++)
+    repoint(&e->pool[i], func);
+  return 0;
 }
 
 int lp_engine_drop(lp_engine_t *e, uintptr_t key, uint64_t t,
@@ -224,14 +252,14 @@ int lp_engine_yield(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
     task_move(fr, t, -1, 0);
     unpause(fr, t);
     forget_task(e, fr);
-    th->depth--;
+    pop(th);
     return LP_ENOMEM;
   }
   task_move(fr, t, -1, +1);
   unpause(fr, t);
   e->pool[slot] = *fr;
   e->nparked++;
-  th->depth--;
+  pop(th);
   return 0;
 }
 
@@ -258,8 +286,10 @@ int lp_engine_resume(lp_engine_t *e, lp_thread_t *th, uintptr_t key,
   }
   frame_init(&fr, func, ident, t);
   /* Adopted at its current line; no hit: the line started unseen. */
-  if (lineno > 0 && lp_func_line_grow(func, lineno) != NULL)
+  if (lineno > 0 && lp__engine_grow(e, func, lineno, &fr.line) == 0)
     fr.lineno = lineno;
+  else
+    fr.line = NULL;
   return push(th, &fr);
 }
 
@@ -271,7 +301,7 @@ uintptr_t lp_engine_return(lp_engine_t *e, lp_thread_t *th, uint64_t t) {
   task_move(fr, t, -1, 0);
   unpause(fr, t);
   forget_task(e, fr);
-  th->depth--;
+  pop(th);
   return fr->user;
 }
 
@@ -284,11 +314,8 @@ void lp_engine_settle(lp_engine_t *e, uint64_t t) {
   uint32_t i;
   for (th = e->threads; th != NULL; th = th->next) {
     for (i = 0; i < th->depth; i++) {
-      lp_frame_t *fr = &th->stack[i];
-      lp_line_t *ln;
-      if (fr->lineno != 0 && (ln = lp_func_line(fr->func, fr->lineno)))
-        lp__line_run(ln, fr, t);
-      fr->mark = t;
+      lp__frame_close(&th->stack[i], t);
+      th->stack[i].mark = t;
     }
   }
   for (i = 0; i < e->pool_len; i++)

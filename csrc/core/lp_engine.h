@@ -39,6 +39,8 @@ typedef struct lp_frame_s {
   uintptr_t user;   /* the backend's, carried across suspension */
   uint64_t mark;    /* time is accounted up to here */
   uint64_t stretch; /* start of the current uninterrupted active stretch */
+  lp_line_t *line;  /* lineno's counters (NULL before the first line event);
+                       re-pointed when the function's array grows */
   int32_t lineno;   /* current line; 0 before the first line event */
   uint32_t state;
   lp_task_t *task;  /* its event-loop task (a reference), or NULL */
@@ -47,6 +49,7 @@ typedef struct lp_frame_s {
 
 typedef struct lp_thread_s {
   lp_frame_t *stack; /* running profiled frames, innermost last */
+  lp_frame_t *top;   /* &stack[depth - 1], or NULL when depth is 0 */
   uint32_t depth;
   uint32_t cap;
   uint64_t id;       /* the backend's thread id */
@@ -88,7 +91,7 @@ static inline uint64_t lp_engine_now(const lp_engine_t *e) {
 int lp_engine_thread_new(lp_engine_t *e, uint64_t id, lp_thread_t **out);
 
 static inline lp_frame_t *lp_engine_top(lp_thread_t *th) {
-  return th->depth ? &th->stack[th->depth - 1] : 0;
+  return th->top;
 }
 
 /* Pushes a new running frame of func. The frame has no line until the
@@ -107,27 +110,39 @@ static inline void lp__line_run(lp_line_t *ln, const lp_frame_t *fr,
 
 /* Ends the current stretch at t: its time goes to the current line. */
 static inline void lp__frame_close(lp_frame_t *fr, uint64_t t) {
-  lp_line_t *ln;
-  if (fr->lineno == 0 || (ln = lp_func_line(fr->func, fr->lineno)) == 0)
-    return;
-  lp__line_run(ln, fr, t);
+  if (fr->line != 0)
+    lp__line_run(fr->line, fr, t);
 }
 
-/* A line event: the running frame fr starts executing lineno at t.
- * Returns 0, or LP_ENOMEM / LP_EINVAL when the line array cannot grow to
- * lineno (the event is then not counted). */
-static inline int lp_engine_line(lp_frame_t *fr, int32_t lineno, uint64_t t) {
-  lp_line_t *ln = lp_func_line(fr->func, lineno);
-  if (ln == 0) {
-    int err = lp_func_reserve(fr->func, lineno, &ln);
-    if (err)
-      return err;
-  }
+/* The slow half of lp_engine_line: grows fr's function's array to lineno
+ * and re-points every live frame of that function. Returns 0, LP_ENOMEM or
+ * LP_EINVAL, and the counters of lineno in *out. */
+int lp__engine_grow(lp_engine_t *e, lp_func_t *func, int32_t lineno,
+                    lp_line_t **out);
+
+/* A line event whose counters ln (of lineno) are known. */
+static inline void lp__engine_line_at(lp_frame_t *fr, lp_line_t *ln,
+                                      int32_t lineno, uint64_t t) {
   lp__frame_close(fr, t);
   ln->hits++;
+  fr->line = ln;
   fr->lineno = lineno;
   fr->mark = t;
   fr->stretch = t;
+}
+
+/* A line event: the running frame fr of e starts executing lineno at t.
+ * Returns 0, or LP_ENOMEM / LP_EINVAL when the line array cannot grow to
+ * lineno (the event is then not counted). */
+static inline int lp_engine_line(lp_engine_t *e, lp_frame_t *fr,
+                                 int32_t lineno, uint64_t t) {
+  lp_line_t *ln = lp_func_line(fr->func, lineno);
+  if (ln == 0) {
+    int err = lp__engine_grow(e, fr->func, lineno, &ln);
+    if (err)
+      return err;
+  }
+  lp__engine_line_at(fr, ln, lineno, t);
   return 0;
 }
 

@@ -72,6 +72,13 @@ static inline uint64_t lp_sync_write_begin(lp_sync_t *s) {
   return q;
 }
 
+/* lp_sync_write_begin for a caller that read the sequence number q itself
+ * and found it even (an outermost change). */
+static inline void lp_sync_write_open(lp_sync_t *s, uint64_t q) {
+  __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
 /* Ends a change started by lp_sync_write_begin, which returned q. Only the
  * outermost change moves the number (nested ones leave it odd), so the
  * number to store is known without reading it again. */

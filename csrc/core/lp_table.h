@@ -89,6 +89,11 @@ static inline lp_line_t *lp_func_line(lp_func_t *f, int32_t lineno) {
   return i < f->nlines ? &f->lines[i] : NULL;
 }
 
+/* Whether lineno lies inside f's array: lp_func_line is then not NULL. */
+static inline int lp_func_covers(const lp_func_t *f, int32_t lineno) {
+  return (uint32_t)((int64_t)lineno - f->base) < f->nlines;
+}
+
 /* Grows f's array to hold lineno (lineno >= 1) and returns its counters in
  * *out. The old array is retired, not freed. Returns 0, LP_EINVAL (a line
  * below 1 or a range over 10 million lines) or LP_ENOMEM; on error f is

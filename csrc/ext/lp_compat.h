@@ -30,6 +30,17 @@ static inline long lp_compat_small_int(PyObject *v) {
     return (long)PyUnstable_Long_CompactValue((PyLongObject *)v);
   return PyLong_AsLong(v);
 }
+
+/* A LINE callback's line number, a positive int of one 30-bit digit in
+ * practice: read in place into *out (returns 1), or 0 for the general case
+ * (lp_compat_small_int). */
+static inline int lp_compat_line_arg(PyObject *v, int32_t *out) {
+  const PyLongObject *l = (const PyLongObject *)v;
+  if (l->long_value.lv_tag != (1 << _PyLong_NON_SIZE_BITS))
+    return 0;
+  *out = (int32_t)l->long_value.ob_digit[0];
+  return 1;
+}
 #endif
 
 #if PY_VERSION_HEX < 0x030900B1

@@ -29,7 +29,9 @@ typedef struct lp_profiler_s {
   PyObject *wr_cb;     /* the weakref callback, bound to this profiler */
   PyObject *wr_dead;   /* last weak reference whose callback ran */
   int enabled;         /* the hook is installed */
-  int recording;       /* enabled and no error: events are accounted */
+  uint64_t recording;  /* enabled and no error: events are accounted. It is
+                          gen then (else 0), so lp__tls.gen == recording
+                          says both that and that the thread cache holds */
   int error;           /* sticky lp errno, 0 if none */
   char errmsg[160];
   /* event-loop tasks */
@@ -64,18 +66,22 @@ typedef struct {
 
 #if defined(__GNUC__)
 #define LP_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#define LP_HIDDEN __attribute__((visibility("hidden")))
+#define LP_NOINLINE __attribute__((noinline))
 #else
+#define LP_NOINLINE
 #define LP_TLS_MODEL
+#define LP_HIDDEN
 #endif
 
 /* initial-exec: one register-relative load instead of __tls_get_addr; the
  * variable is small enough for glibc's static TLS reserve of dlopen'ed
  * modules. */
-extern _Thread_local lp__tls_t lp__tls LP_TLS_MODEL;
+extern _Thread_local lp__tls_t lp__tls LP_TLS_MODEL LP_HIDDEN;
 
-/* The binding's clock: the engine was created with lp_clock_monotonic, and
- * the hooks call it directly (inlined) rather than through the pointer. */
-#define LP_NOW(p) ((void)(p), lp_clock_monotonic(NULL))
+/* The binding's clock: the engine was created with lp_clock_now, and the
+ * hooks call it directly (inlined) rather than through the pointer. */
+#define LP_NOW(p) ((void)(p), lp_clock_now(NULL))
 
 /* Returns the calling thread's record, creating it on first use; NULL after
  * a failure (recorded). */
@@ -122,7 +128,7 @@ void lp__release_user(lp_profiler_t *p, uintptr_t user);
  * hook). It stays installed across disable() so that enable()/disable()
  * pairs, which decorated functions make on every call, stay cheap; events
  * arriving while it is not recording return at once. */
-extern lp_profiler_t *lp__hooked;
+extern lp_profiler_t *lp__hooked LP_HIDDEN;
 
 /* Backend entry points, implemented by the backend compiled for this
  * Python. install/remove return 0, or -1 with an exception set; remove

@@ -50,8 +50,11 @@ static PyObject *gen_of_current_frame(void) {
     return (r);                                                              \
   } while (0)
 
-static PyObject *cb_line(PyObject *self, PyObject *const *args,
-                         Py_ssize_t nargs) {
+/* LINE (code, line) in any case: a frame to adopt, a nested change, a
+ * line array to grow, an unusual argument, no TSC. */
+static LP_NOINLINE PyObject *cb_line_any(PyObject *self,
+                                          PyObject *const *args,
+                                          Py_ssize_t nargs) {
   ENTER(p, th, t)
   lp_frame_t *top = lp_engine_top(th);
   int32_t lineno = (int32_t)lp_compat_small_int(args[1]);
@@ -69,10 +72,42 @@ static PyObject *cb_line(PyObject *self, PyObject *const *args,
     lp__attach_task(p, th, t);
     top = lp_engine_top(th);
   }
-  if (LP_UNLIKELY((err = lp_engine_line(top, lineno, t)) != 0))
+  if (LP_UNLIKELY((err = lp_engine_line(&p->eng, top, lineno, t)) != 0))
     lp__fail(p, err, "line");
   LEAVE(Py_None);
 }
+
+#ifdef LP_HAVE_TSC
+/* LINE with the TSC clock (registered instead of cb_line_any when it is in
+ * use): the frame on top of this thread's stack runs the next line of a
+ * line array it already has. Everything is checked before the change
+ * begins; anything else goes to cb_line_any. No call on this path. */
+static PyObject *cb_line(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs) {
+  lp_profiler_t *p = lp__hooked;
+  lp_thread_t *th;
+  lp_frame_t *top;
+  lp_line_t *ln;
+  uint64_t q, t;
+  int32_t lineno;
+  if (LP_UNLIKELY(p == NULL))
+    Py_RETURN_NONE;
+  q = __atomic_load_n(&p->eng.sync.seq, __ATOMIC_RELAXED);
+  th = lp__tls.th;
+  if (LP_UNLIKELY(lp__tls.gen != p->recording || (q & 1) != 0 ||
+                  (top = th->top) == NULL ||
+                  top->ident != (uintptr_t)args[0] ||
+                  !lp_compat_line_arg(args[1], &lineno) ||
+                  !lp_func_covers(top->func, lineno)))
+    return cb_line_any(self, args, nargs);
+  ln = &top->func->lines[lineno - top->func->base];
+  lp_sync_write_open(&p->eng.sync, q);
+  t = lp_clock_tsc();
+  lp__engine_line_at(top, ln, lineno, t);
+  lp_sync_write_end(&p->eng.sync, q);
+  Py_RETURN_NONE;
+}
+#endif
 
 /* JUMP (code, from, to): a line event when jumping back within one line.
  * Same-line backward jumps are cached by the address of their instruction,
@@ -98,7 +133,7 @@ static PyObject *cb_jump(PyObject *self, PyObject *const *args,
   }
   top = lp_engine_top(th);
   if (top != NULL && top->ident == (uintptr_t)args[0] &&
-      (err = lp_engine_line(top, (int32_t)line, t)) != 0)
+      (err = lp_engine_line(&p->eng, top, (int32_t)line, t)) != 0)
     lp__fail(p, err, "line");
   LEAVE(Py_None);
 }
@@ -199,8 +234,13 @@ static callback_t callbacks[] = {
     CB("PY_START", cb_start),   CB("PY_RESUME", cb_resume),
     CB("PY_THROW", cb_resume),  CB("PY_YIELD", cb_yield),
     CB("PY_RETURN", cb_return), CB("PY_UNWIND", cb_unwind),
-    CB("LINE", cb_line),        CB("JUMP", cb_jump),
+    CB("LINE", cb_line_any),    CB("JUMP", cb_jump),
 };
+
+#ifdef LP_HAVE_TSC
+static PyMethodDef line_tsc_def = {
+    "_LINE", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, NULL};
+#endif
 
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
 
@@ -292,7 +332,14 @@ int lp__hook_install(lp_profiler_t *p) {
     goto fail;
   }
   for (i = 0; i < NCALLBACKS; i++) {
-    PyObject *fn = PyCFunction_New(&callbacks[i].def, NULL);
+    PyMethodDef *def = &callbacks[i].def;
+    PyObject *fn;
+#ifdef LP_HAVE_TSC
+    if (def->ml_meth == (PyCFunction)(void (*)(void))cb_line_any &&
+        lp__tsc.mult != 0)
+      def = &line_tsc_def;
+#endif
+    fn = PyCFunction_New(def, NULL);
     long bit = event_bit(p->monitoring, callbacks[i].event);
     int rc;
     if (fn == NULL || bit < 0) {

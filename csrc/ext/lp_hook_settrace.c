@@ -118,7 +118,7 @@ static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
   }
   if (err == 0)
     lp__attach_task(p, th, t); /* adopted: a new record */
-  if ((err = lp_engine_line(lp_engine_top(th), PyFrame_GetLineNumber(frame),
+  if ((err = lp_engine_line(&p->eng, lp_engine_top(th), PyFrame_GetLineNumber(frame),
                             t)) != 0)
     lp__fail(p, err, "line");
 }
@@ -157,7 +157,7 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   switch (what) {
   case PyTrace_LINE:
     if (LP_LIKELY(top != NULL && top->ident == (uintptr_t)frame)) {
-      int err = lp_engine_line(top, PyFrame_GetLineNumber(frame),
+      int err = lp_engine_line(&p->eng, top, PyFrame_GetLineNumber(frame),
                                LP_NOW(p));
       if (LP_UNLIKELY(err))
         lp__fail(p, err, "line");

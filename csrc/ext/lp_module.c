@@ -18,7 +18,9 @@
 #define LINEPROF_VERSION "0"
 #endif
 
-_Thread_local lp__tls_t lp__tls LP_TLS_MODEL;
+/* A thread not seen yet holds a gen no profiler has and that is not 0 (the
+ * recording field of a profiler not recording). */
+_Thread_local lp__tls_t lp__tls LP_TLS_MODEL = {UINT64_MAX, NULL};
 
 static PyObject *FormatError;
 static PyObject *str_asyncio;
@@ -452,7 +454,8 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
   p = (lp_profiler_t *)type->tp_alloc(type, 0);
   if (p == NULL)
     return NULL;
-  if (lp_engine_init(&p->eng, lp_clock_monotonic, NULL) != 0) {
+  lp_clock_tsc_finish(10000000u);
+  if (lp_engine_init(&p->eng, lp_clock_now, NULL) != 0) {
     lp_engine_close(&p->eng);
     Py_TYPE(p)->tp_free((PyObject *)p);
     return PyErr_NoMemory();
@@ -585,7 +588,7 @@ static PyObject *Profiler_enable(lp_profiler_t *p, PyObject *unused) {
   }
   active = p;
   p->enabled = 1;
-  p->recording = p->error == 0;
+  p->recording = p->error == 0 ? p->gen : 0;
   lp__hook_resume(p);
   Py_RETURN_NONE;
 }
@@ -908,7 +911,7 @@ static PyObject *before_fork(PyObject *mod, PyObject *unused) {
   lp_profiler_t *p = worker_owner;
   (void)mod;
   (void)unused;
-  fork_time = lp_clock_monotonic(NULL);
+  fork_time = lp_clock_now(NULL);
   if (p != NULL && p->worker != NULL) {
     worker_halt(p);
     p->w_forked = 1;
@@ -1182,7 +1185,19 @@ static PyObject *parse_address(PyObject *mod, PyObject *arg) {
                        lp_addr_is_local(&a) ? Py_True : Py_False, "text", buf);
 }
 
+/* clock(): which clock the profilers read (lp_clock.h). */
+static PyObject *clock_name(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  lp_clock_tsc_finish(10000000u);
+  return PyUnicode_FromString(lp__tsc.mult != 0 ? "tsc" : "monotonic");
+}
+
 static PyMethodDef module_methods[] = {
+    {"clock", clock_name, METH_NOARGS,
+     "clock() -> str\n\"tsc\" (the time stamp counter, where the kernel keeps "
+     "CLOCK_MONOTONIC on it) or \"monotonic\" (clock_gettime). "
+     "LINEPROF_TSC=0 in the environment at import forces \"monotonic\"."},
     {"_fail_allocations", fail_allocations, METH_O,
      "_fail_allocations(n)\nFor tests: the core's allocations fail after n "
      "more succeed; n < 0 restores them."},
@@ -1209,6 +1224,10 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
   m = PyModule_Create(&moduledef);
   if (m == NULL)
     return NULL;
+  {
+    const char *tsc = getenv("LINEPROF_TSC");
+    lp_clock_tsc_start(tsc == NULL || strcmp(tsc, "0") != 0);
+  }
   if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL)
     return NULL;
   FormatError = PyErr_NewExceptionWithDoc(

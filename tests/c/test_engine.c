@@ -68,7 +68,7 @@ static int teardown(void **state) {
 #define START(th, func, ident, t)                                            \
   assert_int_equal(lp_engine_start(&fx->e, (th), (func), (ident), (t)), 0)
 #define LINE(th, l, t)                                                       \
-  assert_int_equal(lp_engine_line(lp_engine_top(th), (l), (t)), 0)
+  assert_int_equal(lp_engine_line(&fx->e, lp_engine_top(th), (l), (t)), 0)
 #define YIELD(th, key, t)                                                    \
   do {                                                                       \
     uintptr_t u_ = 0xbad;                                                    \
@@ -810,14 +810,14 @@ static void test_oom_line(void **state) {
   LINE(th, 1, 0);
   /* Line 10 is past the array [1, 3]: growing it fails. */
   lp_test_alloc_fail_from(0);
-  assert_int_equal(lp_engine_line(lp_engine_top(th), 10, 5), LP_ENOMEM);
+  assert_int_equal(lp_engine_line(&fx->e, lp_engine_top(th), 10, 5), LP_ENOMEM);
   lp_test_alloc_reset();
   assert_int_equal(lp_engine_top(th)->lineno, 1);
   assert_ptr_equal(fx->small->lines, lines);
   assert_int_equal(fx->small->nlines, 3);
   ASSERT_LINE(fx->small, 1, 1, 0, 0, 0); /* no hit, nothing closed */
   /* Line 0 cannot exist: LP_EINVAL, not counted either. */
-  assert_int_equal(lp_engine_line(lp_engine_top(th), 0, 6), LP_EINVAL);
+  assert_int_equal(lp_engine_line(&fx->e, lp_engine_top(th), 0, 6), LP_EINVAL);
   assert_int_equal(lp_engine_top(th)->lineno, 1);
   LINE(th, 2, 8);  /* 1: 0..8: the failed events did not end the stretch */
   LINE(th, 10, 9); /* 2: 1; grows to [1, 10] */
@@ -826,6 +826,37 @@ static void test_oom_line(void **state) {
   ASSERT_LINE(fx->small, 1, 1, 8, 0, 8);
   ASSERT_LINE(fx->small, 2, 1, 1, 0, 1);
   ASSERT_LINE(fx->small, 10, 1, 3, 0, 3);
+}
+
+/* Frames keep a pointer to their line's counters: when a line array grows,
+ * every live frame of the function (running below, on another thread,
+ * parked) goes on counting into the new array, whose first frame is then
+ * the grown-into one. */
+static void test_grow_repoints_live_frames(void **state) {
+  fixture_t *fx = *state;
+  lp_thread_t *th = fx->th, *th2;
+  lp_line_t *old = fx->small->lines;
+  assert_int_equal(lp_engine_thread_new(&fx->e, 2, &th2), 0);
+  START(th, fx->small, 1, 0);
+  LINE(th, 3, 0);    /* parked at 3 from 2 */
+  YIELD(th, GEN1, 2);
+  START(th2, fx->small, 2, 0);
+  LINE(th2, 1, 0);   /* runs 1 until 20, on thread 2 */
+  START(th, fx->small, 3, 4);
+  LINE(th, 2, 4);    /* runs 2 until 10, under the frame below */
+  START(th, fx->small, 4, 5);
+  LINE(th, 1, 5);
+  LINE(th, 40, 6);   /* grows [1, 3] to [1, 40] */
+  assert_ptr_not_equal(fx->small->lines, old);
+  RETURN(th, 8, 0);  /* 40: 2 */
+  RETURN(th, 10, 0); /* 2: 4..10 */
+  RESUME(th, GEN1, fx->small, 5, 0, 12, 1); /* 3: await 2..12 */
+  RETURN(th, 13, 0); /* 3: 1 + 2 before */
+  RETURN(th2, 20, 0); /* 1: 0..20 on thread 2, 5..6 on thread 1 */
+  ASSERT_LINE(fx->small, 1, 2, 21, 0, 20);
+  ASSERT_LINE(fx->small, 2, 1, 6, 0, 6);
+  ASSERT_LINE(fx->small, 3, 1, 3, 10, 2);
+  ASSERT_LINE(fx->small, 40, 1, 2, 0, 2);
 }
 
 static void test_oom_resume_adopt(void **state) {
@@ -978,6 +1009,7 @@ int main(void) {
       T(test_oom_yield_pool),
       T(test_oom_yield_map),
       T(test_oom_line),
+      T(test_grow_repoints_live_frames),
       T(test_oom_resume_adopt),
       T(test_oom_resume_parked),
       T(test_deep_recursion),

@@ -77,7 +77,7 @@ static int teardown(void **state) {
   assert_int_equal(lp_engine_start(&fx->e, (th), (func), (ident), (t)), 0)
 #define SET(th, task, t) lp_engine_set_task(&fx->e, (th), (task), (t))
 #define LINE(th, l, t)                                                       \
-  assert_int_equal(lp_engine_line(lp_engine_top(th), (l), (t)), 0)
+  assert_int_equal(lp_engine_line(&fx->e, lp_engine_top(th), (l), (t)), 0)
 #define YIELD(th, key, t)                                                    \
   do {                                                                       \
     uintptr_t u_ = 0xbad;                                                    \
@@ -1450,7 +1450,7 @@ static void unpark_at(model_t *m, int i) {
 static void op_line(model_t *m, int j, int32_t l) {
   rframe_t *fr = top_of(m, j);
   lp_line_t *ln;
-  assert_int_equal(lp_engine_line(lp_engine_top(m->th[j]), l, m->now), 0);
+  assert_int_equal(lp_engine_line(&m->fx->e, lp_engine_top(m->th[j]), l, m->now), 0);
   m_close(m, fr);
   fr->line = l;
   ln = mline(m, fr);

@@ -61,7 +61,7 @@ static int teardown(void **state) {
 #define START(th, func, ident, t)                                            \
   assert_int_equal(lp_engine_start(&fx->e, (th), (func), (ident), (t)), 0)
 #define LINE(th, l, t)                                                       \
-  assert_int_equal(lp_engine_line(lp_engine_top(th), (l), (t)), 0)
+  assert_int_equal(lp_engine_line(&fx->e, lp_engine_top(th), (l), (t)), 0)
 #define YIELD(th, key, t)                                                    \
   do {                                                                       \
     uintptr_t u_ = 0xbad;                                                    \
@@ -625,7 +625,7 @@ static void busy_scene(lp_engine_t *e, lp_thread_t **th, lp_func_t **f) {
                    0);
   assert_int_equal(lp_engine_thread_new(e, 1, th), 0);
   assert_int_equal(lp_engine_start(e, *th, *f, 0xf1, 0), 0);
-  assert_int_equal(lp_engine_line(lp_engine_top(*th), 1, 0), 0);
+  assert_int_equal(lp_engine_line(e, lp_engine_top(*th), 1, 0), 0);
 }
 
 /* The writer stays inside one change: the reader gives up once the
@@ -712,7 +712,7 @@ static void test_writer_waits_for_copy(void **state) {
   memset(&r, 0, sizeof(r));
   r.e = &e;
   outer = lp_sync_write_begin(&e.sync);
-  assert_int_equal(lp_engine_line(lp_engine_top(th), 3, 400), 0);
+  assert_int_equal(lp_engine_line(&e, lp_engine_top(th), 3, 400), 0);
   assert_int_equal(pthread_create(&tid, NULL, reader_main, &r), 0);
   deadline = lp_clock_monotonic(NULL) + 5000000000ull;
   while (!__atomic_load_n(&e.sync.pause, __ATOMIC_RELAXED) &&
@@ -733,7 +733,7 @@ static void test_writer_waits_for_copy(void **state) {
   lp_snapshot_close(&r.s);
   /* The writer carries on without waiting. */
   outer = lp_sync_write_begin(&e.sync);
-  assert_int_equal(lp_engine_line(lp_engine_top(th), 4, 600), 0);
+  assert_int_equal(lp_engine_line(&e, lp_engine_top(th), 4, 600), 0);
   lp_sync_write_end(&e.sync, outer);
   lp_engine_close(&e);
 }
@@ -800,10 +800,10 @@ static void wend(conc_t *c, uint64_t outer) {
 static void call_ab(conc_t *c, lp_thread_t *th, lp_func_t *func, int32_t a,
                     int32_t b, int32_t extra) {
   CK(lp_engine_start(&c->e, th, func, (uintptr_t)func, mono()), "start");
-  CK(lp_engine_line(lp_engine_top(th), a, mono()), "line a");
-  CK(lp_engine_line(lp_engine_top(th), b, mono()), "line b");
+  CK(lp_engine_line(&c->e, lp_engine_top(th), a, mono()), "line a");
+  CK(lp_engine_line(&c->e, lp_engine_top(th), b, mono()), "line b");
   if (extra > 0)
-    CK(lp_engine_line(lp_engine_top(th), extra, mono()), "line extra");
+    CK(lp_engine_line(&c->e, lp_engine_top(th), extra, mono()), "line extra");
   lp_engine_return(&c->e, th, mono());
 }
 
@@ -818,8 +818,8 @@ static void *writer_main(void *arg) {
     lp_thread_t *th0 = c->th[0], *th1 = c->th[1];
     /* f: lines 10 and 11 in one change. */
     o = wbegin(c);
-    CK(lp_engine_line(lp_engine_top(th0), 10, mono()), "f:10");
-    CK(lp_engine_line(lp_engine_top(th0), 11, mono()), "f:11");
+    CK(lp_engine_line(&c->e, lp_engine_top(th0), 10, mono()), "f:10");
+    CK(lp_engine_line(&c->e, lp_engine_top(th0), 11, mono()), "f:11");
     wend(c, o);
     /* g called by f: lines 6 and 7. */
     o = wbegin(c);
@@ -831,8 +831,8 @@ static void *writer_main(void *arg) {
            ? 0
            : -100,
        "resume c");
-    CK(lp_engine_line(lp_engine_top(th0), 4, mono()), "c:4");
-    CK(lp_engine_line(lp_engine_top(th0), 5, mono()), "c:5");
+    CK(lp_engine_line(&c->e, lp_engine_top(th0), 4, mono()), "c:4");
+    CK(lp_engine_line(&c->e, lp_engine_top(th0), 5, mono()), "c:5");
     CK(lp_engine_yield(&c->e, th0, CONC_KEY_C, mono(), &u), "yield c");
     wend(c, o);
     /* Parked frames come and go on th1: a new key replaces a stale one,
@@ -841,7 +841,7 @@ static void *writer_main(void *arg) {
       uintptr_t key = CONC_GEN_BASE + (uintptr_t)((k / 4) % CONC_POOL_KEYS);
       o = wbegin(c);
       CK(lp_engine_start(&c->e, th1, c->c, 0xc2, mono()), "start c");
-      CK(lp_engine_line(lp_engine_top(th1), 7, mono()), "c:7");
+      CK(lp_engine_line(&c->e, lp_engine_top(th1), 7, mono()), "c:7");
       CK(lp_engine_yield(&c->e, th1, key, mono(), &u), "park c");
       wend(c, o);
       if (k % 12 == 0) {
@@ -883,8 +883,8 @@ static void *writer_main(void *arg) {
       if (t != NULL) {
         CK(lp_engine_start(&c->e, th1, c->g, 0xa2, mono()), "start g");
         lp_engine_set_task(&c->e, th1, t, mono());
-        CK(lp_engine_line(lp_engine_top(th1), 6, mono()), "g:6 task");
-        CK(lp_engine_line(lp_engine_top(th1), 7, mono()), "g:7 task");
+        CK(lp_engine_line(&c->e, lp_engine_top(th1), 6, mono()), "g:6 task");
+        CK(lp_engine_line(&c->e, lp_engine_top(th1), 7, mono()), "g:7 task");
         lp_engine_return(&c->e, th1, mono());
         if (c->nring == CONC_RING) {
           CK(lp_tasks_unref(&c->e.tasks, c->ring[c->ring_at]), "unref");
@@ -909,8 +909,8 @@ static void *writer_main(void *arg) {
       for (i = 0; i < 40; i++) {
         o = wbegin(c);
         CK(lp_engine_start(&c->e, th0, c->g, 0xa3, mono()), "deep");
-        CK(lp_engine_line(lp_engine_top(th0), 6, mono()), "deep 6");
-        CK(lp_engine_line(lp_engine_top(th0), 7, mono()), "deep 7");
+        CK(lp_engine_line(&c->e, lp_engine_top(th0), 6, mono()), "deep 6");
+        CK(lp_engine_line(&c->e, lp_engine_top(th0), 7, mono()), "deep 7");
         wend(c, o);
       }
       for (i = 0; i < 40; i++) {
@@ -927,8 +927,8 @@ static void *writer_main(void *arg) {
       if (nt != NULL) {
         c->th[c->nth++] = nt;
         CK(lp_engine_start(&c->e, nt, c->f, 0xf9, mono()), "start f");
-        CK(lp_engine_line(lp_engine_top(nt), 10, mono()), "f:10 new");
-        CK(lp_engine_line(lp_engine_top(nt), 11, mono()), "f:11 new");
+        CK(lp_engine_line(&c->e, lp_engine_top(nt), 10, mono()), "f:10 new");
+        CK(lp_engine_line(&c->e, lp_engine_top(nt), 11, mono()), "f:11 new");
       }
       wend(c, o);
     }
@@ -1076,13 +1076,13 @@ static void test_concurrent(void **state) {
   c->nth = 2;
   /* th 1 runs f at line 11; c is parked at line 5 in task 1. */
   assert_int_equal(lp_engine_start(&c->e, c->th[0], c->f, 0xf1, mono()), 0);
-  assert_int_equal(lp_engine_line(lp_engine_top(c->th[0]), 10, mono()), 0);
-  assert_int_equal(lp_engine_line(lp_engine_top(c->th[0]), 11, mono()), 0);
+  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 10, mono()), 0);
+  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 11, mono()), 0);
   assert_int_equal(lp_engine_start(&c->e, c->th[0], c->c, 0xc1, mono()), 0);
   assert_int_equal(lp_tasks_new(&c->e.tasks, "T1", "c", mono(), &c->tc), 0);
   lp_engine_set_task(&c->e, c->th[0], c->tc, mono());
-  assert_int_equal(lp_engine_line(lp_engine_top(c->th[0]), 4, mono()), 0);
-  assert_int_equal(lp_engine_line(lp_engine_top(c->th[0]), 5, mono()), 0);
+  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 4, mono()), 0);
+  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 5, mono()), 0);
   assert_int_equal(
       lp_engine_yield(&c->e, c->th[0], CONC_KEY_C, mono(), &u), 0);
 

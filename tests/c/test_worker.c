@@ -98,10 +98,10 @@ static int group_setup(void **state) {
       lp_engine_thread_new(&eng, 1, &th1))
     return -1;
   if (lp_engine_start(&eng, th1, ff, 0xf1, mono()) ||
-      lp_engine_line(lp_engine_top(th1), 1, mono()) ||
+      lp_engine_line(&eng, lp_engine_top(th1), 1, mono()) ||
       lp_engine_start(&eng, th1, fg, 0xa1, mono()) ||
-      lp_engine_line(lp_engine_top(th1), 6, mono()) ||
-      lp_engine_line(lp_engine_top(th1), 7, mono()))
+      lp_engine_line(&eng, lp_engine_top(th1), 6, mono()) ||
+      lp_engine_line(&eng, lp_engine_top(th1), 7, mono()))
     return -1;
   lp_engine_return(&eng, th1, mono());
   if (lp_engine_start(&eng, th1, fc, 0xc1, mono()) ||
@@ -109,9 +109,9 @@ static int group_setup(void **state) {
     return -1;
   task1 = t;
   lp_engine_set_task(&eng, th1, t, mono());
-  if (lp_engine_line(lp_engine_top(th1), 2, mono()) ||
+  if (lp_engine_line(&eng, lp_engine_top(th1), 2, mono()) ||
       lp_engine_yield(&eng, th1, 0x9999, mono(), &u) ||
-      lp_engine_line(lp_engine_top(th1), 3, mono()))
+      lp_engine_line(&eng, lp_engine_top(th1), 3, mono()))
     return -1;
   if (lp_meta_add(&meta, "job", "test_worker"))
     return -1;
@@ -1001,7 +1001,7 @@ static void test_client_vanishes(void **state) {
   }
   assert_int_equal(lp_engine_thread_new(&big, 1, &th), 0);
   assert_int_equal(lp_engine_start(&big, th, f, 0xf1, mono()), 0);
-  assert_int_equal(lp_engine_line(lp_engine_top(th), 5, mono()), 0);
+  assert_int_equal(lp_engine_line(&big, lp_engine_top(th), 5, mono()), 0);
   w = worker_up_for(&big, ":0");
   vanish(lp_worker_address(w));
   worker_down(w);
@@ -1090,7 +1090,7 @@ static void *writer_main(void *arg) {
   int32_t l = 4;
   while (!__atomic_load_n(&wr->stop, __ATOMIC_RELAXED)) {
     uint64_t o = lp_sync_write_begin(&eng.sync);
-    lp_engine_line(lp_engine_top(th1), l, mono());
+    lp_engine_line(&eng, lp_engine_top(th1), l, mono());
     lp_sync_write_end(&eng.sync, o);
     l = l == 3 ? 4 : 3;
     wr->changes++;
@@ -1098,7 +1098,7 @@ static void *writer_main(void *arg) {
       usleep(100);
   }
   /* Leave it on line 3, as the other tests expect. */
-  W(lp_engine_line(lp_engine_top(th1), 3, mono()));
+  W(lp_engine_line(&eng, lp_engine_top(th1), 3, mono()));
   return NULL;
 }
 

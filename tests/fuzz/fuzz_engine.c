@@ -462,7 +462,7 @@ static void step(input_t *in) {
     lineno = pick_line(in);
     if ((top = lp_engine_top(th)) == NULL)
       break;
-    err = lp_engine_line(top, lineno, now);
+    err = lp_engine_line(&S.e, top, lineno, now);
     if (lineno == BAD_LINE) {
       CHECK(err == LP_EINVAL);
     } else {
