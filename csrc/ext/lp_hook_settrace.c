@@ -1,13 +1,29 @@
 /* lp_hook_settrace.c - the legacy backend (CPython 3.8-3.11): a C trace
  * function installed with PyEval_SetTrace. Frames of code that is not
  * profiled get f_trace_lines turned off at their call event, so they send
- * no line events. Threads started through threading after enable() install
- * the hook from threading.settrace's first call. */
+ * no line events.
+ *
+ * A trace function puts all code of its thread in CPython's slow tracing
+ * mode. On 3.11, where lp_evalframe.h can say when a profiled frame starts
+ * or resumes, the trace function is installed on a thread only then and
+ * removed when the thread's last profiled frame returns or suspends
+ * ("lazy"). Otherwise (3.8-3.10, or another PEP 523 user holds the slot)
+ * it stays installed while recording, and threads started through
+ * threading after enable() install it from threading.settrace's first
+ * call. */
 #include "lp_ext.h"
+#include "lp_evalframe.h"
 
 #ifdef LP_BACKEND_SETTRACE
 
 static void untrace_this_thread(void);
+static int trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static int lazy; /* the frame evaluation function is ours */
+/* This thread was armed for profiled frames that ran before recording
+ * began: until none is left, the trace stays when the last frame we know
+ * of leaves. */
+static _Thread_local int adopting;
+static int profiled_frame_running(lp_profiler_t *p, PyFrameObject *f);
 
 static lp_func_t *func_of(lp_profiler_t *p, PyFrameObject *frame) {
   PyCodeObject *code = PyFrame_GetCode(frame);
@@ -173,6 +189,15 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
       on_return(p, th, top, frame, arg);
     else if (p->eng.nparked != 0)
       on_foreign_return(p, th, frame, arg);
+    else
+      break;
+    if (lazy && th->top == NULL) {
+      PyFrameObject *back = adopting ? PyFrame_GetBack(frame) : NULL;
+      adopting = back != NULL && profiled_frame_running(p, back);
+      Py_XDECREF(back);
+      if (!adopting)
+        untrace_this_thread(); /* the last profiled frame left */
+    }
     break;
   default:
     break;
@@ -181,7 +206,34 @@ static int trace(PyObject *obj, PyFrameObject *frame, int what,
   return 0;
 }
 
-/* threading.settrace hook: runs once at the start of each new thread. */
+/* lp_eval_cb: a frame of profiled code starts or resumes on this thread.
+ * A trace function of someone else's is left alone. */
+static void arm(PyThreadState *ts) {
+  lp_profiler_t *p = lp__hooked;
+  PyObject *type, *value, *tb;
+  if (p == NULL || !p->recording || ts->c_tracefunc != NULL)
+    return;
+  PyErr_Fetch(&type, &value, &tb);
+  PyEval_SetTrace(trace, (PyObject *)p);
+  PyErr_Restore(type, value, tb);
+}
+
+/* Whether f or a frame below it runs code that p profiles. */
+static int profiled_frame_running(lp_profiler_t *p, PyFrameObject *f) {
+  int found = 0;
+  Py_XINCREF(f);
+  while (f != NULL && !found) {
+    PyFrameObject *back = PyFrame_GetBack(f);
+    found = func_of(p, f) != NULL;
+    Py_DECREF(f);
+    f = back;
+  }
+  Py_XDECREF(f);
+  return found;
+}
+
+/* threading.settrace hook: runs once at the start of each new thread (at
+ * its first call event, through sys.settrace's trampoline). */
 static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
   lp_profiler_t *p = lp__hooked;
   PyObject *frame, *event, *arg;
@@ -189,6 +241,11 @@ static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
     return NULL;
   if (p != NULL && p->enabled && PyFrame_Check(frame)) {
+    /* Lazy: this thread is armed at its profiled frames, not now (unless
+     * this first frame is one). */
+    if (lazy && (PyEval_SetTrace(NULL, NULL),
+                 func_of(p, (PyFrameObject *)frame) == NULL))
+      Py_RETURN_NONE;
     PyEval_SetTrace(trace, (PyObject *)p);
     trace((PyObject *)p, (PyFrameObject *)frame, PyTrace_CALL, Py_None);
   }
@@ -198,7 +255,6 @@ static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
 static PyMethodDef bootstrap_def = {"_thread_bootstrap", thread_bootstrap,
                                     METH_VARARGS, NULL};
 static PyObject *bootstrap; /* what we gave threading.settrace */
-static int trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
 /* Removes our trace function from the calling thread, and only ours: a
  * debugger or coverage tool set since then keeps its own. */
@@ -225,26 +281,47 @@ static int threading_settrace(PyObject *fn) {
   return r == NULL ? -1 : 0;
 }
 
+static int mark_all(lp_profiler_t *p, int on) {
+  Py_ssize_t i;
+  for (i = 0; i < PyList_GET_SIZE(p->codes); i++)
+    if (lp_eval_mark(PyList_GET_ITEM(p->codes, i), on) != 0)
+      return -1;
+  return 0;
+}
+
 int lp__hook_install(lp_profiler_t *p) {
-  (void)p;
   if (bootstrap == NULL &&
       (bootstrap = PyCFunction_New(&bootstrap_def, NULL)) == NULL)
+    return -1;
+  if (mark_all(p, 1) != 0)
     return -1;
   return threading_settrace(bootstrap);
 }
 
+/* Recording starts on this thread: lazily if the frame evaluation function
+ * can be ours (then now only for a profiled frame already running, to
+ * adopt it), else for good. */
 void lp__hook_resume(lp_profiler_t *p) {
-  PyEval_SetTrace(trace, (PyObject *)p);
+  lazy = lp_eval_on(arm) == 1;
+  PyErr_Clear();
+  adopting = lazy && profiled_frame_running(p, PyEval_GetFrame());
+  if (!lazy || adopting)
+    PyEval_SetTrace(trace, (PyObject *)p);
 }
 
 void lp__hook_pause(lp_profiler_t *p) {
   (void)p;
+  lp_eval_off();
+  lazy = 0;
   untrace_this_thread();
 }
 
 int lp__hook_remove(lp_profiler_t *p) {
   PyObject *threading, *hook;
-  (void)p;
+  lp_eval_off();
+  lazy = 0;
+  if (mark_all(p, 0) != 0)
+    PyErr_Clear();
   untrace_this_thread();
   /* Undo threading.settrace only if nobody replaced our bootstrap. During
    * interpreter shutdown threading may be gone: nothing to undo then. */
@@ -266,7 +343,12 @@ int lp__hook_remove(lp_profiler_t *p) {
  * seen from their next call. */
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
   PyFrameObject *f = PyEval_GetFrame();
-  (void)p;
+  if (lp_eval_mark(code, 1) != 0)
+    return -1;
+  if (lazy && p->recording && profiled_frame_running(p, f)) {
+    adopting = 1;
+    arm(PyThreadState_Get());
+  }
   Py_XINCREF(f);
   while (f != NULL) {
     PyFrameObject *back = PyFrame_GetBack(f);
