@@ -300,6 +300,11 @@ def versions() -> dict:
     """Return the versions of Python and of every profiler importable here."""
     from importlib import metadata
     out = {"python": sys.version.split()[0]}
+    try:
+        import lineprof._lineprof as lp
+        out["lineprof clock"] = lp.clock()
+    except (ImportError, AttributeError):
+        out["lineprof clock"] = None
     for dist in ("lineprof", "line_profiler", "yappi", "pyinstrument"):
         try:
             out[dist] = metadata.version(dist)

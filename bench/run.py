@@ -664,7 +664,8 @@ def report(results: dict, meta: dict) -> str:
         ["duration", f"{meta['duration'] / 60:.1f} min"],
     ] + [[f"Python {v}", ", ".join(
         f"{k} {results[v]['versions'].get(k) or 'missing'}"
-        for k in ("python", "line_profiler", "yappi", "pyinstrument"))] for v in vs]))
+        for k in ("python", "lineprof clock", "line_profiler", "yappi",
+                  "pyinstrument"))] for v in vs]))
 
     out.append("\n### Targets\n")
     rows = []
