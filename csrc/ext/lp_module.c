@@ -22,6 +22,9 @@ _Thread_local lp__tls_t lp__tls LP_TLS_MODEL;
 
 static PyObject *FormatError;
 static PyObject *str_asyncio;
+/* Interned names for the per-task calls: no string is made per call, and
+ * the attribute caches of the type see the same key every time. */
+static PyObject *str_get_name, *str_get_coro, *str_qualname;
 static lp_profiler_t *active; /* the enabled profiler, if any (borrowed) */
 lp_profiler_t *lp__hooked;
 static uint64_t next_gen = 1;
@@ -155,9 +158,9 @@ static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t,
     PyErr_Clear(); /* not weakly referenceable: we could not see it die */
     return NULL;
   }
-  name_obj = PyObject_CallMethod(task, "get_name", NULL);
-  coro = PyObject_CallMethod(task, "get_coro", NULL);
-  qual = coro != NULL ? PyObject_GetAttrString(coro, "__qualname__") : NULL;
+  name_obj = PyObject_CallMethodObjArgs(task, str_get_name, NULL);
+  coro = PyObject_CallMethodObjArgs(task, str_get_coro, NULL);
+  qual = coro != NULL ? PyObject_GetAttr(coro, str_qualname) : NULL;
   name_s = str_or(name_obj, "?");
   coro_s = str_or(qual, "?");
   Py_XDECREF(name_obj);
@@ -229,7 +232,7 @@ void lp__refresh_task_names(lp_profiler_t *p) {
       p->unnamed[keep++] = task; /* still in its first step: not named yet */
       continue;
     }
-    name = PyObject_CallMethod(task, "get_name", NULL);
+    name = PyObject_CallMethodObjArgs(task, str_get_name, NULL);
     if (name != NULL && PyUnicode_Check(name) &&
         (s = PyUnicode_AsUTF8(name)) != NULL) {
       LP_WRITE_BEGIN(p);
@@ -281,7 +284,11 @@ void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
   if (lp_engine_top(th)->func->kind == LP_KIND_FUNCTION)
     rec = lp_engine_caller_task(th);
   if (rec == NULL) {
-    PyErr_Fetch(&exc_type, &exc, &tb);
+    /* An exception in flight (a frame started while one propagates) is
+     * set aside for the lookup and put back. */
+    int saved = PyErr_Occurred() != NULL;
+    if (saved)
+      PyErr_Fetch(&exc_type, &exc, &tb);
     task = current_task(p);
     if (task != NULL && task != Py_None) {
       rec = lp_map_get(&p->task_index, (uintptr_t)task, &v)
@@ -290,7 +297,8 @@ void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
     }
     Py_XDECREF(task);
     PyErr_Clear();
-    PyErr_Restore(exc_type, exc, tb);
+    if (saved)
+      PyErr_Restore(exc_type, exc, tb);
   }
   if (rec != NULL)
     lp_engine_set_task(&p->eng, th, rec, t);
@@ -1209,8 +1217,13 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
   m = PyModule_Create(&moduledef);
   if (m == NULL)
     return NULL;
-  if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL)
+  if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL ||
+      (str_get_name = PyUnicode_InternFromString("get_name")) == NULL ||
+      (str_get_coro = PyUnicode_InternFromString("get_coro")) == NULL ||
+      (str_qualname = PyUnicode_InternFromString("__qualname__")) == NULL) {
+    Py_DECREF(m);
     return NULL;
+  }
   FormatError = PyErr_NewExceptionWithDoc(
       "lineprof._lineprof.FormatError",
       "The file is not a valid lineprof profile.", PyExc_ValueError, NULL);
