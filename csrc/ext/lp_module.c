@@ -136,7 +136,12 @@ static PyMethodDef on_gen_dead_def = {"_on_gen_dead", on_gen_dead, METH_O,
 
 /* Returns a new C string copy of str(obj) or of a fallback. */
 static PyObject *str_or(PyObject *obj, const char *fallback) {
-  PyObject *s = obj != NULL ? PyObject_Str(obj) : NULL;
+  PyObject *s;
+  if (obj != NULL && PyUnicode_CheckExact(obj)) {
+    Py_INCREF(obj);
+    return obj;
+  }
+  s = obj != NULL ? PyObject_Str(obj) : NULL;
   if (s == NULL) {
     PyErr_Clear();
     s = PyUnicode_FromString(fallback);
