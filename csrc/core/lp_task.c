@@ -11,9 +11,27 @@ void lp_tasks_init(lp_tasks_t *r, uint32_t keep) {
   lp_map_init(&r->folds);
 }
 
+/* A record and copies of its two names in one allocation: the names
+ * follow the struct. A rename moves name to an allocation of its own. */
+static lp_task_t *task_alloc(const char *name, const char *coro) {
+  size_t ln = strlen(name) + 1, lc = strlen(coro) + 1;
+  lp_task_t *t = lp__calloc(1, sizeof(*t) + ln + lc);
+  if (t == NULL)
+    return NULL;
+  t->name = (char *)(t + 1);
+  t->coro = t->name + ln;
+  memcpy(t->name, name, ln);
+  memcpy(t->coro, coro, lc);
+  return t;
+}
+
+static int name_inline(const lp_task_t *t) {
+  return t->name == (const char *)(t + 1);
+}
+
 static void task_free(lp_task_t *t) {
-  lp__free(t->name);
-  lp__free(t->coro);
+  if (!name_inline(t))
+    lp__free(t->name);
   lp__free(t);
 }
 
@@ -73,15 +91,8 @@ int lp_tasks_new(lp_tasks_t *r, const char *name, const char *coro,
   lp_task_t *task;
   if (reserve_locked(r, &r->live, r->nlive, &r->live_cap) != 0)
     return LP_ENOMEM;
-  task = lp__calloc(1, sizeof(*task));
-  if (task == NULL)
+  if ((task = task_alloc(name, coro)) == NULL)
     return LP_ENOMEM;
-  task->name = lp__strdup(name);
-  task->coro = lp__strdup(coro);
-  if (task->name == NULL || task->coro == NULL) {
-    task_free(task);
-    return LP_ENOMEM;
-  }
   task->id = ++r->next_id;
   task->first = task->last = task->mark = t;
   task->refs = 1;
@@ -103,7 +114,8 @@ int lp_task_rename(lp_tasks_t *r, lp_task_t *task, const char *name) {
   old = task->name;
   task->name = copy;
   lp__sync_unlock(r->sync);
-  lp__free(old);
+  if (old != (char *)(task + 1))
+    lp__free(old);
   return 0;
 }
 
@@ -169,12 +181,9 @@ static int fold(lp_tasks_t *r, lp_task_t *t) {
   if (f == NULL) {
     if (reserve(&r->fold_list, r->nfolds, &r->folds_cap) != 0)
       return LP_ENOMEM;
-    if ((f = lp__calloc(1, sizeof(*f))) == NULL)
+    if ((f = task_alloc(t->coro, t->coro)) == NULL)
       return LP_ENOMEM;
-    f->name = lp__strdup(t->coro);
-    f->coro = lp__strdup(t->coro);
-    if (f->name == NULL || f->coro == NULL ||
-        lp_map_put(&r->folds, h, (uintptr_t)f) != 0) {
+    if (lp_map_put(&r->folds, h, (uintptr_t)f) != 0) {
       task_free(f);
       return LP_ENOMEM;
     }

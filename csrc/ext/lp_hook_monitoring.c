@@ -16,13 +16,34 @@
 #define NLOCAL 6
 #define GLOBAL_EVENTS "PY_UNWIND", "PY_THROW"
 
-static PyObject *gen_of_current_frame(void) {
-  PyFrameObject *f = PyEval_GetFrame();
-  PyObject *gen;
-  if (f == NULL)
+/* Returns the generator (borrowed) whose frame runs code now, or NULL.
+ * Reads the thread's current interpreter frame from the public
+ * PyThreadState struct rather than calling PyEval_GetFrame, which would
+ * create a frame object for every profiled generator. The frame is checked
+ * to run code, a generator's code: such a frame only ever runs inside its
+ * generator object (gi_iframe, in the head that generators, coroutines and
+ * async generators share). */
+static PyObject *gen_of_current_frame(PyObject *code) {
+  PyThreadState *ts = PyThreadState_GET();
+  struct _PyInterpreterFrame *f;
+  PyObject *c, *gen;
+#if PY_VERSION_HEX >= 0x030D0000
+  f = ts->current_frame;
+#else
+  f = ts->cframe->current_frame;
+#endif
+  if (f == NULL ||
+      !(((PyCodeObject *)code)->co_flags &
+        (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
     return NULL;
-  gen = PyFrame_GetGenerator(f);
-  Py_XDECREF(gen); /* the generator owns the running frame: stays alive */
+  c = PyUnstable_InterpreterFrame_GetCode(f);
+  Py_DECREF(c); /* the frame holds it */
+  if (c != code)
+    return NULL;
+  gen = (PyObject *)((char *)f - offsetof(PyGenObject, gi_iframe));
+  if (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen) &&
+      !PyAsyncGen_CheckExact(gen))
+    return NULL;
   return gen;
 }
 
@@ -164,7 +185,7 @@ static PyObject *cb_resume(PyObject *self, PyObject *const *args,
   int err;
   (void)nargs;
   if (f == NULL || f->kind == LP_KIND_FUNCTION ||
-      (gen = gen_of_current_frame()) == NULL)
+      (gen = gen_of_current_frame(args[0])) == NULL)
     LEAVE(Py_None);
   LP_REFRESH_NAMES(p);
   if (!lp_map_get(&p->eng.parked, (uintptr_t)gen, &slot)) {
@@ -190,7 +211,7 @@ static PyObject *cb_yield(PyObject *self, PyObject *const *args,
   int err;
   (void)nargs;
   if (top == NULL || top->ident != (uintptr_t)args[0] ||
-      (gen = gen_of_current_frame()) == NULL)
+      (gen = gen_of_current_frame(args[0])) == NULL)
     LEAVE(Py_None);
   if (lp__watch_gen(p, top, gen) != 0)
     LEAVE(Py_None);

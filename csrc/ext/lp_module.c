@@ -24,6 +24,9 @@ _Thread_local lp__tls_t lp__tls LP_TLS_MODEL = {UINT64_MAX, NULL};
 
 static PyObject *FormatError;
 static PyObject *str_asyncio;
+/* Interned names for the per-task calls: no string is made per call, and
+ * the attribute caches of the type see the same key every time. */
+static PyObject *str_get_name, *str_get_coro, *str_qualname;
 static lp_profiler_t *active; /* the enabled profiler, if any (borrowed) */
 lp_profiler_t *lp__hooked;
 static uint64_t next_gen = 1;
@@ -135,7 +138,12 @@ static PyMethodDef on_gen_dead_def = {"_on_gen_dead", on_gen_dead, METH_O,
 
 /* Returns a new C string copy of str(obj) or of a fallback. */
 static PyObject *str_or(PyObject *obj, const char *fallback) {
-  PyObject *s = obj != NULL ? PyObject_Str(obj) : NULL;
+  PyObject *s;
+  if (obj != NULL && PyUnicode_CheckExact(obj)) {
+    Py_INCREF(obj);
+    return obj;
+  }
+  s = obj != NULL ? PyObject_Str(obj) : NULL;
   if (s == NULL) {
     PyErr_Clear();
     s = PyUnicode_FromString(fallback);
@@ -157,9 +165,9 @@ static lp_task_t *task_new(lp_profiler_t *p, PyObject *task, uint64_t t,
     PyErr_Clear(); /* not weakly referenceable: we could not see it die */
     return NULL;
   }
-  name_obj = PyObject_CallMethod(task, "get_name", NULL);
-  coro = PyObject_CallMethod(task, "get_coro", NULL);
-  qual = coro != NULL ? PyObject_GetAttrString(coro, "__qualname__") : NULL;
+  name_obj = PyObject_CallMethodObjArgs(task, str_get_name, NULL);
+  coro = PyObject_CallMethodObjArgs(task, str_get_coro, NULL);
+  qual = coro != NULL ? PyObject_GetAttr(coro, str_qualname) : NULL;
   name_s = str_or(name_obj, "?");
   coro_s = str_or(qual, "?");
   Py_XDECREF(name_obj);
@@ -231,7 +239,7 @@ void lp__refresh_task_names(lp_profiler_t *p) {
       p->unnamed[keep++] = task; /* still in its first step: not named yet */
       continue;
     }
-    name = PyObject_CallMethod(task, "get_name", NULL);
+    name = PyObject_CallMethodObjArgs(task, str_get_name, NULL);
     if (name != NULL && PyUnicode_Check(name) &&
         (s = PyUnicode_AsUTF8(name)) != NULL) {
       LP_WRITE_BEGIN(p);
@@ -283,7 +291,11 @@ void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
   if (lp_engine_top(th)->func->kind == LP_KIND_FUNCTION)
     rec = lp_engine_caller_task(th);
   if (rec == NULL) {
-    PyErr_Fetch(&exc_type, &exc, &tb);
+    /* An exception in flight (a frame started while one propagates) is
+     * set aside for the lookup and put back. */
+    int saved = PyErr_Occurred() != NULL;
+    if (saved)
+      PyErr_Fetch(&exc_type, &exc, &tb);
     task = current_task(p);
     if (task != NULL && task != Py_None) {
       rec = lp_map_get(&p->task_index, (uintptr_t)task, &v)
@@ -292,7 +304,8 @@ void lp__attach_task(lp_profiler_t *p, lp_thread_t *th, uint64_t t) {
     }
     Py_XDECREF(task);
     PyErr_Clear();
-    PyErr_Restore(exc_type, exc, tb);
+    if (saved)
+      PyErr_Restore(exc_type, exc, tb);
   }
   if (rec != NULL)
     lp_engine_set_task(&p->eng, th, rec, t);
@@ -1228,8 +1241,13 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
     const char *tsc = getenv("LINEPROF_TSC");
     lp_clock_tsc_start(tsc == NULL || strcmp(tsc, "0") != 0);
   }
-  if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL)
+  if ((str_asyncio = PyUnicode_InternFromString("asyncio")) == NULL ||
+      (str_get_name = PyUnicode_InternFromString("get_name")) == NULL ||
+      (str_get_coro = PyUnicode_InternFromString("get_coro")) == NULL ||
+      (str_qualname = PyUnicode_InternFromString("__qualname__")) == NULL) {
+    Py_DECREF(m);
     return NULL;
+  }
   FormatError = PyErr_NewExceptionWithDoc(
       "lineprof._lineprof.FormatError",
       "The file is not a valid lineprof profile.", PyExc_ValueError, NULL);
