@@ -98,8 +98,8 @@ static inline lp_thread_t *lp__thread(lp_profiler_t *p) {
 void lp__fail(lp_profiler_t *p, int err, const char *where);
 
 /* Makes sure the top frame of th (a generator frame) holds a weak reference
- * to gen, whose callback drops the frame if gen dies while suspended.
- * Returns 0 or -1 (recorded). */
+ * to gen, whose callback drops the frame if gen dies while suspended; a
+ * coroutine of a task needs none (see there). Returns 0 or -1 (recorded). */
 int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen);
 
 /* Attributes the top frame of th, just started or adopted at t, to its

@@ -97,7 +97,12 @@ static void release_user_cb(uintptr_t user) {
 int lp__watch_gen(lp_profiler_t *p, lp_frame_t *top, PyObject *gen) {
   PyObject *wr;
   int err;
-  if (top->user != 0)
+  /* A coroutine of a task ends with an event (return, or an exception
+   * thrown in), or dies with its task (on_task_dead drops it then): no weak
+   * reference, which would be one more object for the collector per
+   * coroutine. */
+  if (top->user != 0 ||
+      (top->func->kind == LP_KIND_COROUTINE && top->task != NULL))
     return 0;
   wr = PyWeakref_NewRef(gen, p->wr_cb);
   if (wr == NULL) {
@@ -201,6 +206,25 @@ fail:
   return NULL;
 }
 
+static void drop_parked(lp_profiler_t *p, uintptr_t key, uint64_t t);
+
+/* The coroutines of task rec still parked when it died (destroyed while
+ * pending) died with it: the ones lp__watch_gen did not watch. */
+static void drop_task_frames(lp_profiler_t *p, lp_task_t *rec, uint64_t t) {
+  size_t i;
+  for (i = 0; rec->parked > 0 && p->eng.parked.keys != NULL &&
+              i <= p->eng.parked.mask;
+       i++) {
+    uintptr_t key = p->eng.parked.keys[i];
+    const lp_frame_t *fr = &p->eng.pool[p->eng.parked.vals[i]];
+    if (key != 0 && fr->task == rec && fr->user == 0 &&
+        fr->func->kind == LP_KIND_COROUTINE) {
+      drop_parked(p, key, t);
+      i--; /* backward-shift deletion may have moved an entry here */
+    }
+  }
+}
+
 /* The weakref callback: a task object died. */
 static PyObject *on_task_dead(PyObject *self, PyObject *wr) {
   lp_profiler_t *p = (lp_profiler_t *)self;
@@ -209,6 +233,7 @@ static PyObject *on_task_dead(PyObject *self, PyObject *wr) {
     PyObject *old = p->wr_dead;
     lp_map_del(&p->task_wrs, (uintptr_t)wr);
     if (lp_map_get(&p->task_index, task, &rec)) {
+      drop_task_frames(p, (lp_task_t *)rec, lp_engine_now(&p->eng));
       LP_WRITE_BEGIN(p);
       lp_map_del(&p->task_index, task);
       lp_tasks_unref(&p->eng.tasks, (lp_task_t *)rec);
