@@ -134,8 +134,8 @@ static void on_foreign_line(lp_profiler_t *p, lp_thread_t *th,
   }
   if (err == 0)
     lp__attach_task(p, th, t); /* adopted: a new record */
-  if ((err = lp_engine_line(&p->eng, lp_engine_top(th), PyFrame_GetLineNumber(frame),
-                            t)) != 0)
+  if ((err = lp_engine_line(&p->eng, lp_engine_top(th),
+                            PyFrame_GetLineNumber(frame), t)) != 0)
     lp__fail(p, err, "line");
 }
 
@@ -241,11 +241,13 @@ static PyObject *thread_bootstrap(PyObject *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
     return NULL;
   if (p != NULL && p->enabled && PyFrame_Check(frame)) {
-    /* Lazy: this thread is armed at its profiled frames, not now (unless
-     * this first frame is one). */
-    if (lazy && (PyEval_SetTrace(NULL, NULL),
-                 func_of(p, (PyFrameObject *)frame) == NULL))
-      Py_RETURN_NONE;
+    if (lazy) {
+      /* This thread is armed at its profiled frames, not now (unless this
+       * first frame is one): take sys.settrace's trampoline off. */
+      PyEval_SetTrace(NULL, NULL);
+      if (func_of(p, (PyFrameObject *)frame) == NULL)
+        Py_RETURN_NONE;
+    }
     PyEval_SetTrace(trace, (PyObject *)p);
     trace((PyObject *)p, (PyFrameObject *)frame, PyTrace_CALL, Py_None);
   }

@@ -1450,7 +1450,8 @@ static void unpark_at(model_t *m, int i) {
 static void op_line(model_t *m, int j, int32_t l) {
   rframe_t *fr = top_of(m, j);
   lp_line_t *ln;
-  assert_int_equal(lp_engine_line(&m->fx->e, lp_engine_top(m->th[j]), l, m->now), 0);
+  assert_int_equal(
+      lp_engine_line(&m->fx->e, lp_engine_top(m->th[j]), l, m->now), 0);
   m_close(m, fr);
   fr->line = l;
   ln = mline(m, fr);

@@ -1076,13 +1076,17 @@ static void test_concurrent(void **state) {
   c->nth = 2;
   /* th 1 runs f at line 11; c is parked at line 5 in task 1. */
   assert_int_equal(lp_engine_start(&c->e, c->th[0], c->f, 0xf1, mono()), 0);
-  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 10, mono()), 0);
-  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 11, mono()), 0);
+  assert_int_equal(
+      lp_engine_line(&c->e, lp_engine_top(c->th[0]), 10, mono()), 0);
+  assert_int_equal(
+      lp_engine_line(&c->e, lp_engine_top(c->th[0]), 11, mono()), 0);
   assert_int_equal(lp_engine_start(&c->e, c->th[0], c->c, 0xc1, mono()), 0);
   assert_int_equal(lp_tasks_new(&c->e.tasks, "T1", "c", mono(), &c->tc), 0);
   lp_engine_set_task(&c->e, c->th[0], c->tc, mono());
-  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 4, mono()), 0);
-  assert_int_equal(lp_engine_line(&c->e, lp_engine_top(c->th[0]), 5, mono()), 0);
+  assert_int_equal(
+      lp_engine_line(&c->e, lp_engine_top(c->th[0]), 4, mono()), 0);
+  assert_int_equal(
+      lp_engine_line(&c->e, lp_engine_top(c->th[0]), 5, mono()), 0);
   assert_int_equal(
       lp_engine_yield(&c->e, c->th[0], CONC_KEY_C, mono(), &u), 0);
 
