@@ -31,6 +31,9 @@ static lp_profiler_t *active; /* the enabled profiler, if any (borrowed) */
 lp_profiler_t *lp__hooked;
 static uint64_t next_gen = 1;
 
+/* How long the TSC is calibrated against CLOCK_MONOTONIC (lp_clock.h). */
+#define TSC_CALIBRATION_NS 10000000u
+
 /* ---- errors ---- */
 
 /* Turns a core error code into a Python exception. Returns NULL. */
@@ -492,7 +495,7 @@ static PyObject *Profiler_new(PyTypeObject *type, PyObject *args,
   p = (lp_profiler_t *)type->tp_alloc(type, 0);
   if (p == NULL)
     return NULL;
-  lp_clock_tsc_finish(10000000u);
+  lp_clock_tsc_finish(TSC_CALIBRATION_NS);
   if (lp_engine_init(&p->eng, lp_clock_now, NULL) != 0) {
     lp_engine_close(&p->eng);
     Py_TYPE(p)->tp_free((PyObject *)p);
@@ -1227,7 +1230,7 @@ static PyObject *parse_address(PyObject *mod, PyObject *arg) {
 static PyObject *clock_name(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
-  lp_clock_tsc_finish(10000000u);
+  lp_clock_tsc_finish(TSC_CALIBRATION_NS);
   return PyUnicode_FromString(lp__tsc.mult != 0 ? "tsc" : "monotonic");
 }
 
