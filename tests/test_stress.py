@@ -834,8 +834,9 @@ def test_enable_by_count_from_eight_threads():
     """Decorated functions switch the hook on and off by count from eight
     threads, so it is switched many times while other threads' frames are
     live. Each call holds a count while it runs: on 3.12+ every call is
-    counted in full. (3.11 traces only threads that were running when their
-    own thread enabled it: bounded by the truth.)"""
+    counted in full. (3.11: a thread's running frames stop being timed when
+    another thread's disable_by_count() switches recording off: bounded by
+    the truth.)"""
     from lineprof import LineProfiler
 
     n = 300
@@ -868,9 +869,13 @@ def test_enable_by_count_from_eight_threads():
         assert got == expected
     else:
         assert all(got[k] <= expected.get(k, 0) for k in got), (got, expected)
-    # Time: never more than the calls' own spans.
+    # Time: never more than the calls' own spans, give or take the hook's own
+    # work inside each span (after the first line's clock read, the last
+    # line's event and the return's): a few microseconds on 3.12+; the
+    # legacy hook's events cost about 5 us each on 3.11, 10 under ASan.
     span_sum = sum(b - a for a, b in st)
-    assert wall_of(result, counted_work) + wall_of(result, counted_coro) <= span_sum * NS + EPS_NS * len(st)
+    per_call = EPS_NS if MONITORING else 50_000
+    assert wall_of(result, counted_work) + wall_of(result, counted_coro) <= span_sum * NS + per_call * len(st)
     assert lp._c._parked == 0 and lp.error is None
 
 
