@@ -60,23 +60,21 @@ static inline void lp__sync_unlock(lp_sync_t *s) {
 /* Waits while a reader has asked the writer to pause. */
 void lp__sync_wait(lp_sync_t *s);
 
+/* Starts an outermost change, for a caller that read the sequence number q
+ * itself and found it even. */
+static inline void lp_sync_write_open(lp_sync_t *s, uint64_t q) {
+  __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
 /* Starts a change. Returns what lp_sync_write_end needs: the sequence
  * number before the change, odd if this change is nested in another (a
  * weak reference callback run by the garbage collector inside a hook). */
 static inline uint64_t lp_sync_write_begin(lp_sync_t *s) {
   uint64_t q = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
-  if (LP_SYNC_UNLIKELY(q & 1))
-    return q;
-  __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  if (!LP_SYNC_UNLIKELY(q & 1))
+    lp_sync_write_open(s, q);
   return q;
-}
-
-/* lp_sync_write_begin for a caller that read the sequence number q itself
- * and found it even (an outermost change). */
-static inline void lp_sync_write_open(lp_sync_t *s, uint64_t q) {
-  __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 /* Ends a change started by lp_sync_write_begin, which returned q. Only the

@@ -83,15 +83,14 @@ static inline lp_func_t *lp_table_find(const lp_table_t *t, uintptr_t key) {
 /* Zeroes every counter. Registered functions stay. */
 void lp_table_clear(lp_table_t *t);
 
-/* Returns the counters of lineno, or NULL if it lies outside the array. */
-static inline lp_line_t *lp_func_line(lp_func_t *f, int32_t lineno) {
-  uint32_t i = (uint32_t)((int64_t)lineno - f->base);
-  return i < f->nlines ? &f->lines[i] : NULL;
-}
-
-/* Whether lineno lies inside f's array: lp_func_line is then not NULL. */
+/* Whether lineno lies inside f's array. */
 static inline int lp_func_covers(const lp_func_t *f, int32_t lineno) {
   return (uint32_t)((int64_t)lineno - f->base) < f->nlines;
+}
+
+/* Returns the counters of lineno, or NULL if it lies outside the array. */
+static inline lp_line_t *lp_func_line(lp_func_t *f, int32_t lineno) {
+  return lp_func_covers(f, lineno) ? &f->lines[lineno - f->base] : NULL;
 }
 
 /* Grows f's array to hold lineno (lineno >= 1) and returns its counters in
