@@ -43,6 +43,14 @@ static inline int lp_compat_line_arg(PyObject *v, int32_t *out) {
 }
 #endif
 
+/* Whether the interpreter is finalizing (Py_IsFinalizing is public from
+ * 3.13; before, the same function is exported as _Py_IsFinalizing). */
+#if PY_VERSION_HEX >= 0x030D0000
+#define LP_IS_FINALIZING() Py_IsFinalizing()
+#else
+#define LP_IS_FINALIZING() _Py_IsFinalizing()
+#endif
+
 #if PY_VERSION_HEX < 0x030900B1
 static inline PyCodeObject *PyFrame_GetCode(PyFrameObject *f) {
   Py_INCREF(f->f_code);

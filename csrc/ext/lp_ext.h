@@ -20,6 +20,15 @@
 #define LP_UNLIKELY(x) (x)
 #endif
 
+/* The sys.monitoring functions a Profiler holds (lp_profiler_t.mon). */
+enum {
+  LP_MON_SET_EVENTS,
+  LP_MON_SET_LOCAL_EVENTS,
+  LP_MON_REGISTER_CALLBACK,
+  LP_MON_FREE_TOOL_ID,
+  LP_MON_COUNT
+};
+
 typedef struct lp_profiler_s {
   PyObject_HEAD
   lp_engine_t eng;
@@ -45,7 +54,8 @@ typedef struct lp_profiler_s {
   int nunnamed;
   /* sys.monitoring backend */
   int tool_id;
-  PyObject *monitoring; /* the sys.monitoring module while enabled */
+  PyObject *mon[4];     /* sys.monitoring functions (LP_MON_*), held while
+                           the hook is installed */
   PyObject *disable;    /* sys.monitoring.DISABLE */
   lp_map_t jump_lines;  /* same-line backward jump -> its line */
   /* the native worker (lp_worker.h), and what restarts it after fork() */

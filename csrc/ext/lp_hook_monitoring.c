@@ -265,14 +265,19 @@ static PyMethodDef line_tsc_def = {
 
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
 
-/* Returns the bit of sys.monitoring.events.NAME, or -1 with an exception. */
-static long event_bit(PyObject *mon, const char *name) {
-  PyObject *events = PyObject_GetAttrString(mon, "events"), *v;
+/* The event bits, read once from sys.monitoring.events (constants of the
+ * running CPython), and the masks made of them. */
+static long bits[NCALLBACKS];
+static long local_mask, global_mask;
+static int bits_ready;
+
+static const char *const local_names[] = {LOCAL_EVENTS};
+static const char *const global_names[] = {GLOBAL_EVENTS};
+
+/* Returns the bit of events.NAME, or -1 with an exception. */
+static long event_bit(PyObject *events, const char *name) {
+  PyObject *v = PyObject_GetAttrString(events, name);
   long bit;
-  if (events == NULL)
-    return -1;
-  v = PyObject_GetAttrString(events, name);
-  Py_DECREF(events);
   if (v == NULL)
     return -1;
   bit = PyLong_AsLong(v);
@@ -280,41 +285,55 @@ static long event_bit(PyObject *mon, const char *name) {
   return bit;
 }
 
-static long event_mask(PyObject *mon, const char *const *names, size_t n) {
+static long event_mask(PyObject *events, const char *const *names, size_t n) {
   long mask = 0, bit;
   size_t i;
   for (i = 0; i < n; i++) {
-    if ((bit = event_bit(mon, names[i])) < 0)
+    if ((bit = event_bit(events, names[i])) < 0)
       return -1;
     mask |= bit;
   }
   return mask;
 }
 
-static const char *const local_names[] = {LOCAL_EVENTS};
-static const char *const global_names[] = {GLOBAL_EVENTS};
-
-static int call(PyObject *mon, const char *method, const char *fmt, ...) {
-  va_list va;
-  PyObject *fn = PyObject_GetAttrString(mon, method), *args, *r;
-  if (fn == NULL)
+static int read_bits(PyObject *mon) {
+  PyObject *events;
+  size_t i;
+  if (bits_ready)
+    return 0;
+  if ((events = PyObject_GetAttrString(mon, "events")) == NULL)
     return -1;
+  for (i = 0; i < NCALLBACKS; i++)
+    if ((bits[i] = event_bit(events, callbacks[i].event)) < 0)
+      goto fail;
+  if ((local_mask = event_mask(events, local_names, NLOCAL)) < 0 ||
+      (global_mask = event_mask(events, global_names, 2)) < 0)
+    goto fail;
+  Py_DECREF(events);
+  bits_ready = 1;
+  return 0;
+fail:
+  Py_DECREF(events);
+  return -1;
+}
+
+/* Calls fn(*Py_BuildValue(fmt, ...)); 0, or -1 with an exception. */
+static int call(PyObject *fn, const char *fmt, ...) {
+  va_list va;
+  PyObject *args, *r;
   va_start(va, fmt);
   args = Py_VaBuildValue(fmt, va);
   va_end(va);
-  if (args == NULL) {
-    Py_DECREF(fn);
+  if (args == NULL)
     return -1;
-  }
   r = PyObject_CallObject(fn, args);
-  Py_DECREF(fn);
   Py_DECREF(args);
   Py_XDECREF(r);
   return r == NULL ? -1 : 0;
 }
 
 static int set_local(lp_profiler_t *p, PyObject *code, long mask) {
-  return call(p->monitoring, "set_local_events", "(iOl)", p->tool_id, code,
+  return call(p->mon[LP_MON_SET_LOCAL_EVENTS], "(iOl)", p->tool_id, code,
               mask);
 }
 
@@ -322,31 +341,43 @@ void lp__hook_resume(lp_profiler_t *p) { (void)p; }
 void lp__hook_pause(lp_profiler_t *p) { (void)p; }
 
 int lp__hook_add_code(lp_profiler_t *p, PyObject *code) {
-  long mask = event_mask(p->monitoring, local_names, NLOCAL);
-  return mask < 0 ? -1 : set_local(p, code, mask);
+  return set_local(p, code, local_mask);
 }
+
+/* What teardown calls, held from install on: at interpreter shutdown the
+ * sys.monitoring module may already be cleared, and no attribute of it
+ * can be looked up then. */
+static const char *const mon_names[LP_MON_COUNT] = {
+    "set_events", "set_local_events", "register_callback", "free_tool_id"};
 
 int lp__hook_install(lp_profiler_t *p) {
   static const int candidates[] = {4, 3, 5, 1, 0};
-  PyObject *sys = PyImport_ImportModule("sys");
-  long local, global;
+  PyObject *sys = PyImport_ImportModule("sys"), *mon, *use_tool_id;
   size_t i;
   Py_ssize_t j;
+  int rc;
   if (sys == NULL)
     return -1;
-  p->monitoring = PyObject_GetAttrString(sys, "monitoring");
+  mon = PyObject_GetAttrString(sys, "monitoring");
   Py_DECREF(sys);
-  if (p->monitoring == NULL)
+  if (mon == NULL)
     return -1;
   p->tool_id = -1;
+  for (i = 0; i < LP_MON_COUNT; i++)
+    if ((p->mon[i] = PyObject_GetAttrString(mon, mon_names[i])) == NULL)
+      goto fail;
+  if (read_bits(mon) != 0 ||
+      (p->disable = PyObject_GetAttrString(mon, "DISABLE")) == NULL ||
+      (use_tool_id = PyObject_GetAttrString(mon, "use_tool_id")) == NULL)
+    goto fail;
   for (i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-    if (call(p->monitoring, "use_tool_id", "(is)", candidates[i],
-             "lineprof") == 0) {
+    if (call(use_tool_id, "(is)", candidates[i], "lineprof") == 0) {
       p->tool_id = candidates[i];
       break;
     }
     PyErr_Clear();
   }
+  Py_DECREF(use_tool_id);
   if (p->tool_id < 0) {
     PyErr_SetString(PyExc_RuntimeError,
                     "lineprof: no free sys.monitoring tool id");
@@ -360,65 +391,58 @@ int lp__hook_install(lp_profiler_t *p) {
         lp__tsc.mult != 0)
       def = &line_tsc_def;
 #endif
-    fn = PyCFunction_New(def, NULL);
-    long bit = event_bit(p->monitoring, callbacks[i].event);
-    int rc;
-    if (fn == NULL || bit < 0) {
-      Py_XDECREF(fn);
+    if ((fn = PyCFunction_New(def, NULL)) == NULL)
       goto fail;
-    }
-    rc = call(p->monitoring, "register_callback", "(ilO)", p->tool_id, bit,
+    rc = call(p->mon[LP_MON_REGISTER_CALLBACK], "(ilO)", p->tool_id, bits[i],
               fn);
     Py_DECREF(fn);
     if (rc != 0)
       goto fail;
   }
-  if ((p->disable = PyObject_GetAttrString(p->monitoring, "DISABLE")) == NULL)
-    goto fail;
-  local = event_mask(p->monitoring, local_names, NLOCAL);
-  global = event_mask(p->monitoring, global_names, 2);
-  if (local < 0 || global < 0 ||
-      call(p->monitoring, "set_events", "(il)", p->tool_id, global) != 0)
+  if (call(p->mon[LP_MON_SET_EVENTS], "(il)", p->tool_id, global_mask) != 0)
     goto fail;
   for (j = 0; j < PyList_GET_SIZE(p->codes); j++)
-    if (set_local(p, PyList_GET_ITEM(p->codes, j), local) != 0)
+    if (set_local(p, PyList_GET_ITEM(p->codes, j), local_mask) != 0)
       goto fail;
+  Py_DECREF(mon);
   return 0;
 fail:
-  if (p->tool_id >= 0) {
+  Py_DECREF(mon);
+  {
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb);
     lp__hook_remove(p);
     PyErr_Restore(exc_type, exc, tb);
   }
-  Py_CLEAR(p->monitoring);
   return -1;
 }
 
 int lp__hook_remove(lp_profiler_t *p) {
-  int rc = 0;
   size_t i;
   Py_ssize_t j;
-  if (p->monitoring == NULL || p->tool_id < 0)
-    return 0;
-  rc |= call(p->monitoring, "set_events", "(ii)", p->tool_id, 0);
-  for (j = 0; j < PyList_GET_SIZE(p->codes); j++)
-    rc |= set_local(p, PyList_GET_ITEM(p->codes, j), 0);
-  for (i = 0; i < NCALLBACKS; i++) {
-    long bit = event_bit(p->monitoring, callbacks[i].event);
-    rc |= bit < 0 ? -1
-                  : call(p->monitoring, "register_callback", "(ilO)",
-                         p->tool_id, bit, Py_None);
+  /* While the interpreter finalizes, the tool is left to it: the callbacks
+   * find no hooked profiler and return at once. */
+  if (p->tool_id >= 0 && !LP_IS_FINALIZING()) {
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb);
+    if (call(p->mon[LP_MON_SET_EVENTS], "(ii)", p->tool_id, 0) != 0)
+      PyErr_Clear();
+    for (j = 0; p->codes != NULL && j < PyList_GET_SIZE(p->codes); j++)
+      if (set_local(p, PyList_GET_ITEM(p->codes, j), 0) != 0)
+        PyErr_Clear();
+    for (i = 0; i < NCALLBACKS; i++)
+      if (call(p->mon[LP_MON_REGISTER_CALLBACK], "(ilO)", p->tool_id, bits[i],
+               Py_None) != 0)
+        PyErr_Clear();
+    if (call(p->mon[LP_MON_FREE_TOOL_ID], "(i)", p->tool_id) != 0)
+      PyErr_Clear();
+    PyErr_Restore(exc_type, exc, tb);
   }
-  rc |= call(p->monitoring, "free_tool_id", "(i)", p->tool_id);
   p->tool_id = -1;
-  Py_CLEAR(p->monitoring);
+  for (i = 0; i < LP_MON_COUNT; i++)
+    Py_CLEAR(p->mon[i]);
   Py_CLEAR(p->disable);
   lp_map_close(&p->jump_lines);
-  if (rc != 0) {
-    /* At interpreter shutdown sys.monitoring may be half torn down. */
-    PyErr_Clear();
-  }
   return 0;
 }
 

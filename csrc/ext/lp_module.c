@@ -522,7 +522,11 @@ static int Profiler_traverse(lp_profiler_t *p, visitproc visit, void *arg) {
   Py_VISIT(p->codes);
   Py_VISIT(p->wr_cb);
   Py_VISIT(p->task_cb);
-  Py_VISIT(p->monitoring);
+  {
+    size_t i;
+    for (i = 0; i < LP_MON_COUNT; i++)
+      Py_VISIT(p->mon[i]);
+  }
   Py_VISIT(p->cur_task);
   Py_VISIT(p->get_loop);
   return 0;
@@ -550,7 +554,6 @@ static int Profiler_clear(lp_profiler_t *p) {
   Py_CLEAR(p->codes);
   Py_CLEAR(p->wr_cb);
   Py_CLEAR(p->task_cb);
-  Py_CLEAR(p->monitoring);
   Py_CLEAR(p->cur_task);
   Py_CLEAR(p->get_loop);
   return 0;
@@ -1176,6 +1179,29 @@ static int register_fork_handlers(PyObject *m) {
   return r == NULL ? -1 : 0;
 }
 
+/* atexit: a hook left installed by a disabled profiler (enable()/disable()
+ * keep it, see lp__hooked) is removed before the interpreter finalizes, so
+ * no teardown runs into a half-cleared sys module. */
+static PyObject *at_exit(PyObject *mod, PyObject *unused) {
+  (void)mod;
+  (void)unused;
+  if (lp__hooked != NULL && !lp__hooked->enabled)
+    unhook(lp__hooked);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef at_exit_def = {"_at_exit", at_exit, METH_NOARGS, NULL};
+
+static int register_at_exit(PyObject *m) {
+  PyObject *atexit = PyImport_ImportModule("atexit"), *fn = NULL, *r = NULL;
+  if (atexit != NULL && (fn = PyCFunction_New(&at_exit_def, m)) != NULL)
+    r = PyObject_CallMethod(atexit, "register", "O", fn);
+  Py_XDECREF(atexit);
+  Py_XDECREF(fn);
+  Py_XDECREF(r);
+  return r == NULL ? -1 : 0;
+}
+
 /* ---- allocation failure injection (tests only) ---- */
 
 static long alloc_budget = -1; /* allocations left before failing; -1: off */
@@ -1290,7 +1316,7 @@ PyMODINIT_FUNC PyInit__lineprof(void) {
       PyModule_AddIntConstant(m, "KIND_COROUTINE", LP_KIND_COROUTINE) < 0 ||
       PyModule_AddIntConstant(m, "KIND_ASYNC_GENERATOR",
                               LP_KIND_ASYNC_GENERATOR) < 0 ||
-      register_fork_handlers(m) < 0) {
+      register_fork_handlers(m) < 0 || register_at_exit(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }
