@@ -71,6 +71,7 @@ class GlobalProfiler:
         self._own: Any = None  # our LineProfiler, under LINEPROF=1
         self._off = False
         self._output: Optional[str] = None
+        self._pid = 0  # the process that enabled it: only it writes at exit
 
     @property
     def profiler(self) -> Any:
@@ -109,6 +110,7 @@ class GlobalProfiler:
 
             self._own = LineProfiler()
             self._own.enable_by_count()
+            self._pid = os.getpid()
             atexit.register(self._at_exit)
         return self._own
 
@@ -130,8 +132,8 @@ class GlobalProfiler:
     def _at_exit(self) -> None:
         """Write the profile and print a short summary; never raises."""
         prof = self._own
-        if prof is None or _in_child_process():
-            return
+        if prof is None or _in_child_process() or os.getpid() != self._pid:
+            return  # a forked child: the profile is the parent's to write
         try:
             prof.disable()
         except Exception:

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -39,6 +41,7 @@ struct lp_worker_s {
   int loop_ready, started, stopped, closed;
   int stopping;           /* set by lp_worker_stop, read by the thread */
   uv_thread_t thread;
+  long tid;               /* the thread's kernel id (Linux), set by it */
   lp_engine_t *engine;
   char *flush_path;
   uint64_t flush_ms;
@@ -380,7 +383,32 @@ static void on_async(uv_async_t *a) {
 
 static void run(void *arg) {
   lp_worker_t *w = arg;
+#ifdef __linux__
+  __atomic_store_n(&w->tid, (long)syscall(SYS_gettid), __ATOMIC_RELEASE);
+#endif
   uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* pthread_join returns when the thread has cleared its id, which the
+ * kernel does before it drops the thread from the process: for a moment
+ * the process still counts it (/proc/self/stat), and a fork() then is
+ * taken for a multi-threaded one (Python 3.12+ warns). Waits, at most
+ * 100 ms, until the thread is gone from /proc/self/task. */
+static void wait_gone(long tid) {
+#ifdef __linux__
+  char path[64];
+  struct stat st;
+  int i;
+  if (tid <= 0)
+    return;
+  snprintf(path, sizeof(path), "/proc/self/task/%ld", tid);
+  for (i = 0; i < 1000 && stat(path, &st) == 0; i++) {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+#else
+  (void)tid;
+#endif
 }
 
 /* A socket file at path that nothing listens at is stale. */
@@ -571,6 +599,7 @@ void lp_worker_stop(lp_worker_t *w) {
   if (w->started) {
     uv_async_send(&w->async);
     uv_thread_join(&w->thread);
+    wait_gone(__atomic_load_n(&w->tid, __ATOMIC_ACQUIRE));
   }
 }
 

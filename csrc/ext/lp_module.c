@@ -867,6 +867,8 @@ static void worker_forget(lp_profiler_t *p) {
   p->w_flush = p->w_listen = NULL;
   lp_meta_close(&p->w_meta);
   p->w_forked = 0;
+  if (worker_owner == p) /* stopped while a restart after fork() waited */
+    worker_owner = NULL;
 }
 
 static PyObject *Profiler_start_worker(lp_profiler_t *p, PyObject *args,
@@ -964,10 +966,9 @@ static PyObject *before_fork(PyObject *mod, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
-static PyObject *after_fork_parent(PyObject *mod, PyObject *unused) {
+static int restart_after_fork(void *unused) {
   lp_profiler_t *p = worker_owner;
   char errbuf[512];
-  (void)mod;
   (void)unused;
   if (p != NULL && p->w_forked) {
     p->w_forked = 0;
@@ -976,6 +977,36 @@ static PyObject *after_fork_parent(PyObject *mod, PyObject *unused) {
       PySys_WriteStderr("lineprof: the worker did not restart after fork(): "
                         "%s\n", errbuf);
   }
+  return 0;
+}
+
+/* Whether the calling thread is the main thread (threading's view). */
+static int on_main_thread(void) {
+  PyObject *th = PyImport_ImportModule("threading"), *cur = NULL, *main = NULL;
+  int yes = 0;
+  if (th != NULL && (cur = PyObject_CallMethod(th, "current_thread", NULL)) &&
+      (main = PyObject_CallMethod(th, "main_thread", NULL)))
+    yes = cur == main;
+  PyErr_Clear();
+  Py_XDECREF(th);
+  Py_XDECREF(cur);
+  Py_XDECREF(main);
+  return yes;
+}
+
+/* In the parent, the worker restarts once os.fork() has returned, from the
+ * main thread's next pending call: Python 3.13 counts the process's
+ * threads after the after_in_parent handlers, and a thread started there
+ * would make it warn about a multi-threaded fork that was not. A fork from
+ * another thread is a multi-threaded one anyway: the worker restarts at
+ * once. */
+static PyObject *after_fork_parent(PyObject *mod, PyObject *unused) {
+  lp_profiler_t *p = worker_owner;
+  (void)mod;
+  (void)unused;
+  if (p != NULL && p->w_forked &&
+      (!on_main_thread() || Py_AddPendingCall(restart_after_fork, NULL) != 0))
+    restart_after_fork(NULL);
   Py_RETURN_NONE;
 }
 
