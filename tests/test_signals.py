@@ -482,3 +482,121 @@ def test_forked_child_dies_by_sigterm_as_under_python(tmp_path):
     assert child.finish() == 0, child.stderr
     assert f"child exitcode {-SIGTERM}" in child.stdout
     load(tmp_path)
+
+
+# -- every signal whose default action ends the process ----------------------------------
+
+#: Each ends the process by default (SIGQUIT with a core, kept from the disk
+#: by RLIMIT_CORE 0); kernprof writes the profile first and then dies by it.
+FATAL_NAMES = [name for name in ("SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                                 "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGPIPE")
+               if hasattr(signal, name)]
+
+
+def _default_signals_no_core() -> None:
+    import resource
+
+    _default_signals()
+    for name in FATAL_NAMES:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@pytest.mark.parametrize("worker", [[], ["-i", "0.05"]], ids=["plain", "flush"])
+@pytest.mark.parametrize("name", FATAL_NAMES)
+def test_fatal_signal_unwinds_writes_and_dies_by_it(tmp_path, name, worker):
+    signum = int(getattr(signal, name))
+    if name == "SIGPIPE":
+        # Python ignores SIGPIPE from start-up: it would kill only a program
+        # that gave it its default action back, as this one does.
+        source = "import signal\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\n" + \
+            textwrap.dedent(BUSY)
+    else:
+        source = BUSY
+    (tmp_path / "prog.py").write_text(textwrap.dedent(source))
+    child = Child([sys.executable, "-m", "kernprof", "-l", *worker, "prog.py"], tmp_path,
+                  preexec=_default_signals_no_core)
+    child.wait_for("ready")
+    time.sleep(0.2)
+    child.signal(signum)
+    if name == "SIGPIPE":
+        # The program's own SIG_DFL was set after kernprof's handler: it chose
+        # to die at once, and kernprof does not stand in its way.
+        assert child.finish() == -signum
+        return
+    assert child.finish() == -signum, child.stdout + child.stderr
+    assert "unwound" in child.stdout  # the program's finally ran: unwound, not killed
+    assert "Wrote profile results to 'prog.py.lprof'" in child.stdout
+    assert child.stderr == ""
+    assert record(load(tmp_path), "work", BUSY, "LOOP").hits > 100
+
+
+def test_a_handler_of_the_programs_own_is_kept(tmp_path):
+    source = """\
+        import os, signal
+
+        @profile
+        def work():
+            signal.signal(signal.SIGHUP, lambda *a: print("handled", flush=True))
+            os.kill(os.getpid(), signal.SIGHUP)
+            return 1  # AFTER
+
+        work()
+        print("went on", flush=True)
+    """
+    child = kernprof(tmp_path, source)
+    assert child.finish() == 0, child.stderr
+    assert "handled" in child.stdout and "went on" in child.stdout
+    assert record(load(tmp_path), "work", source, "AFTER").hits == 1
+
+
+#: kernprof.main in-process, with a signal sent to the process while
+#: kernprof is still preparing the run (inside its own code, before the
+#: target starts): deterministic start-up timing.
+SIGNAL_AT_START = """\
+    import os, signal, sys
+    import kernprof
+    from lineprof.api import LineProfiler
+
+    SIGNAL = getattr(signal, sys.argv[1])
+    real_init = LineProfiler.__init__
+
+    def init_with_signal(self, *args, **kwargs):
+        os.kill(os.getpid(), SIGNAL)
+        real_init(self, *args, **kwargs)
+        print("profiler made", flush=True)
+
+    LineProfiler.__init__ = init_with_signal
+    status = kernprof.main(["-l", "target.py"])
+    print("main returned", status, flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_signal_during_start_up_writes_what_exists_without_our_traceback(tmp_path, name):
+    signum = int(getattr(signal, name))
+    (tmp_path / "driver.py").write_text(textwrap.dedent(SIGNAL_AT_START))
+    (tmp_path / "target.py").write_text(textwrap.dedent(PLAIN_TARGET))
+    child = Child([sys.executable, "driver.py", name], tmp_path)
+    assert child.finish() == -signum, child.stdout + child.stderr
+    out, err = child.stdout, child.stderr
+    assert "profiler made" in out  # the signal came before the run and waited for it
+    assert "target done" not in out  # then the code did not run
+    assert "Wrote profile results to 'target.py.lprof'" in out
+    assert "main returned" not in out
+    assert "Traceback" not in err and "kernprof" not in err
+    if signum == SIGINT:
+        assert err.strip() in ("", "KeyboardInterrupt")
+    else:
+        assert err == ""
+    assert load(tmp_path, "target.py.lprof").functions == []
+
+
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGUSR1"])
+def test_fatal_signal_during_the_write_waits_for_it(tmp_path, name):
+    (tmp_path / "driver.py").write_text(textwrap.dedent(SIGNALS_IN_WRITE))
+    (tmp_path / "target.py").write_text(textwrap.dedent(PLAIN_TARGET))
+    child = Child([sys.executable, "driver.py", name], tmp_path)
+    assert child.finish() == -int(getattr(signal, name)), child.stdout + child.stderr
+    assert "dump finished" in child.stdout
+    assert record(load(tmp_path, "target.py.lprof"), "f", PLAIN_TARGET, "BODY").hits == 1
