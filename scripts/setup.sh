@@ -30,6 +30,14 @@ for v in $PYTHONS; do
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     -r "$ROOT/requirements-test.txt"
+  # line_profiler 5.1, the reference the report and the API are checked
+  # against, in a folder of its own: it ships a `kernprof` module that would
+  # shadow ours in the venv (tests/conftest.py: import_line_profiler).
+  lp_dir="$ROOT/.venv/$v-line_profiler"
+  if [ ! -d "$lp_dir/line_profiler" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      --no-deps --target "$lp_dir" "line_profiler==5.1.0"
+  fi
   # Editable: each Python puts its own _lineprof.cpython-3XX*.so in lineprof/.
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     --no-build-isolation -e "$ROOT"

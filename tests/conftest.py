@@ -334,3 +334,58 @@ def check_invariants(result: Dict[Key, Record]) -> None:
     for key, (hits, time_, await_, max_) in result.items():
         assert hits >= 0 and time_ >= 0 and await_ >= 0 and max_ >= 0, (key, hits, time_, await_, max_)
         assert max_ <= time_, f"{key}: max {max_} > time {time_}"
+
+
+# -- test dependencies: present, or a failure that says MISSING -------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def require(module: str, what: Optional[str] = None) -> types.ModuleType:
+    """Return the imported ``module``; fail the test with ``MISSING: <what>`` if it is not installed.
+
+    scripts/setup.sh installs every test dependency, so a missing one is a
+    broken set-up, never a reason to skip.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f"MISSING: {what or module} for {sys.executable} ({exc}); "
+                    f"scripts/setup.sh installs it", pytrace=False)
+
+
+def line_profiler_dir() -> str:
+    """Return the folder scripts/setup.sh installs line_profiler 5.1 into, for this Python.
+
+    It is kept off the venv's path: line_profiler ships a ``kernprof``
+    module of its own, which would shadow ours.
+    """
+    return os.path.join(ROOT, ".venv", "%d.%d-line_profiler" % sys.version_info[:2])
+
+
+def import_line_profiler(module: str = "line_profiler.line_profiler") -> types.ModuleType:
+    """Return ``module`` of line_profiler 5.1, imported from :func:`line_profiler_dir` with our ``kernprof`` kept.
+
+    Fails with ``MISSING: line_profiler`` when it is not installed there.
+    """
+    import kernprof  # noqa: F401  (ours, before line_profiler's folder is on the path)
+
+    folder = line_profiler_dir()
+    if not os.path.isdir(os.path.join(folder, "line_profiler")):
+        pytest.fail(f"MISSING: line_profiler 5.1 in {folder}; scripts/setup.sh installs it",
+                    pytrace=False)
+    sys.path.append(folder)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(folder)
+
+
+@pytest.fixture
+def uvloop_required() -> types.ModuleType:
+    """uvloop, for the tests that run a program on its loop too (MISSING when absent)."""
+    return require("uvloop")
+
+
+#: Marks a test (or a parameter) that needs uvloop.
+needs_uvloop = pytest.mark.usefixtures("uvloop_required")

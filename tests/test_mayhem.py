@@ -24,9 +24,7 @@ import lineprof
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "mayhem.py")
 
-HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
-needs_uvloop = pytest.mark.skipif(
-    not HAVE_UVLOOP, reason=f"uvloop is not installed for {sys.executable} (pip install uvloop)")
+from conftest import needs_uvloop  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals only")
 

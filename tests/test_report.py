@@ -142,12 +142,9 @@ def test_print_method_and_default_unit(src):
 # -- live comparison with line_profiler -----------------------------------------
 
 def _line_profiler_show_text():
-    try:
-        from line_profiler.line_profiler import show_text as lp_show_text
-    except ImportError:
-        pytest.skip("line_profiler is not importable: install line_profiler 5 "
-                    "to compare the text report with it")
-    return lp_show_text
+    from conftest import import_line_profiler
+
+    return import_line_profiler().show_text
 
 
 def _cases(f):
@@ -356,7 +353,9 @@ def test_rich_request_falls_back_to_plain_text_when_missing(monkeypatch, src):
 
 
 def test_rich_output_when_installed(src):
-    pytest.importorskip("rich", reason="rich is optional and not installed")
+    from conftest import require
+
+    require("rich")
     import re
 
     out = render(coro_stats(src), output_unit=1e-6, rich=True)

@@ -14,7 +14,6 @@ job (``cmd &``) starts with SIGINT ignored, and would pass that on.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pstats
 import signal
@@ -27,6 +26,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 import lineprof
+from conftest import require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGINT = int(signal.SIGINT)
@@ -209,16 +209,11 @@ UVLOOP_RUN = ASYNC_RUN.replace("    asyncio.run(main())\n", """\
     uvloop.run(main())
 """)
 
-HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
-
-
-@pytest.mark.parametrize("loop", [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.skipif(
-        not HAVE_UVLOOP, reason=f"uvloop is not installed for {sys.executable}")),
-])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("signum", [SIGINT, SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_asyncio_run_without_handler(tmp_path, signum, loop):
+    if loop == "uvloop":
+        require("uvloop")
     child = kernprof(tmp_path, ASYNC_RUN if loop == "asyncio" else UVLOOP_RUN)
     child.wait_for("ready")
     time.sleep(0.3)

@@ -238,7 +238,9 @@ def test_to_json_round_trips(schema):
 
 
 def test_schema_agrees_with_jsonschema_when_installed(schema):
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is optional")
+    from conftest import require
+
+    jsonschema = require("jsonschema")
     jsonschema.validate(sample().to_dict(), schema)
     bad = sample().to_dict()
     bad["functions"][0]["kind"] = "thread"

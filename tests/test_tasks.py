@@ -53,7 +53,7 @@ SLACK = 0.010
 
 TASK_KEYS = {"id", "name", "coro", "time", "await", "first", "last", "folded"}
 
-needs_uvloop = pytest.mark.skipif(uvloop is None, reason="uvloop is not importable in this interpreter")
+from conftest import needs_uvloop, require  # noqa: E402
 
 
 # -- running a profiled program --------------------------------------------
@@ -176,6 +176,7 @@ def run_on(loop: str, coro_fn: Callable[..., Any], *args: Any) -> Callable[[], A
     if loop == "asyncio":
         return lambda: asyncio.run(coro_fn(*args))
     assert loop == "uvloop"
+    require("uvloop")
 
     def body() -> Any:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -183,7 +184,7 @@ def run_on(loop: str, coro_fn: Callable[..., Any], *args: Any) -> Callable[[], A
     return body
 
 
-LOOPS = ["asyncio", pytest.param("uvloop", marks=needs_uvloop)]
+LOOPS = ["asyncio", "uvloop"]
 
 
 # -- per-task active and await time ------------------------------------------------

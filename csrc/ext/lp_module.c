@@ -1315,6 +1315,11 @@ static struct PyModuleDef moduledef = {
     "The C core of lineprof. See docs/binding.md.", -1, module_methods,
     NULL, NULL, NULL, NULL};
 
+/* Built with -fvisibility=hidden: before 3.9, PyMODINIT_FUNC does not mark
+ * the init function for export, so it is marked here. */
+#if defined(__GNUC__) && PY_VERSION_HEX < 0x03090000
+__attribute__((visibility("default")))
+#endif
 PyMODINIT_FUNC PyInit__lineprof(void) {
   PyObject *m;
   if (PyType_Ready(&Profiler_Type) < 0)
