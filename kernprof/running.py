@@ -127,7 +127,9 @@ def prepare(opts: argparse.Namespace) -> None:
         if os.path.isdir(path) or zipfile.is_zipfile(path):
             return  # runpy.run_path puts the directory or zip on sys.path itself
         abs_path = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
-        opts.script_path = abs_path
+        # Python 3.9+ runs a script under its absolute path; 3.8 as typed
+        # (its tracebacks and __file__ say so; profiles still record it whole).
+        opts.script_path = abs_path if sys.version_info >= (3, 9) else path
         _set_path0(os.path.dirname(os.path.realpath(abs_path)))
     elif opts.mode == "m":
         sys.argv = [opts.target, *opts.args]  # runpy replaces argv[0] with the file

@@ -1,7 +1,8 @@
 # Shared by scripts/*.sh: finding interpreters and their venvs.
 # LINEPROF_PYTHONS overrides the versions tested (space-separated).
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHONS="${LINEPROF_PYTHONS:-3.11 3.12 3.13}"
+# Every version setup.py's python_requires and the README claim.
+PYTHONS="${LINEPROF_PYTHONS:-3.8 3.9 3.10 3.11 3.12 3.13}"
 
 # find_python 3.12 -> path of a CPython 3.12 interpreter, or nothing.
 find_python() {

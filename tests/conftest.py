@@ -107,7 +107,7 @@ def name_of(func: Any) -> str:
     if isinstance(func, tuple):
         return func[0]
     if isinstance(func, types.CodeType):
-        return func.co_qualname
+        return getattr(func, "co_qualname", func.co_name)  # co_qualname: 3.11+
     if isinstance(func, (types.MethodType, classmethod, staticmethod)):
         func = func.__func__
     return func.__qualname__
@@ -369,6 +369,9 @@ def import_line_profiler(module: str = "line_profiler.line_profiler") -> types.M
     Fails with ``MISSING: line_profiler`` when it is not installed there.
     """
     import kernprof  # noqa: F401  (ours, before line_profiler's folder is on the path)
+
+    if sys.version_info < (3, 10):
+        pytest.skip("line_profiler 5.1 needs Python 3.10 or newer (Requires-Python >=3.10)")
 
     folder = line_profiler_dir()
     if not os.path.isdir(os.path.join(folder, "line_profiler")):

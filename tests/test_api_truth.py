@@ -16,7 +16,7 @@ from time import perf_counter
 import pytest
 
 import truth_cases
-from conftest import assert_time_between, code_of, marker_line, settrace_hits
+from conftest import assert_time_between, code_of, marker_line, name_of, settrace_hits
 
 try:
     from lineprof import LineProfiler
@@ -34,7 +34,7 @@ def by_position(funcs, truth):
     first = {}
     for f in funcs:
         code = code_of(f)
-        name = f[0] if isinstance(f, tuple) else getattr(f, "__qualname__", code.co_qualname)
+        name = f[0] if isinstance(f, tuple) else getattr(f, "__qualname__", None) or name_of(code)
         first[name] = (os.path.basename(code.co_filename), code.co_firstlineno)
     return {first[name] + (line,): hits for (name, line), hits in truth.items()}
 

@@ -15,7 +15,7 @@ from conftest import hits_only, register, settrace_hits, table
 
 pytestmark = pytest.mark.skipif(
     sys.version_info[:2] != (3, 11),
-    reason="lazy tracing is the 3.11 backend's; 3.12+ use sys.monitoring")
+    reason="lazy tracing is the 3.11 backend's (3.8-3.10 trace globally, 3.12+ use sys.monitoring)")
 
 
 def seen_inside():

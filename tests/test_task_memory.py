@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent("""
     n = int(sys.argv[1])
     prof = _lineprof.Profiler()
     code = tick.__code__
-    prof.add_code(code, _lineprof.KIND_COROUTINE, code.co_filename, code.co_qualname,
+    prof.add_code(code, _lineprof.KIND_COROUTINE, code.co_filename, tick.__qualname__,
                   code.co_firstlineno, code.co_firstlineno + 1)
     rss0 = rss()
     t0 = time.perf_counter()

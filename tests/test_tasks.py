@@ -179,8 +179,13 @@ def run_on(loop: str, coro_fn: Callable[..., Any], *args: Any) -> Callable[[], A
     require("uvloop")
 
     def body() -> Any:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coro_fn(*args))
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(coro_fn(*args))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
     return body
 
 
