@@ -108,6 +108,7 @@ struct client_s {
   lp_request_t req;  /* in C_PENDING */
   uint64_t since;    /* ns: when the state began */
   uint64_t deadline; /* ns: when the client is dropped in this state */
+  uint64_t ready;    /* ns: its next request is answered no sooner */
   int closing;
   uv_shutdown_t shutdown;
   client_t *next, *prev;
@@ -280,14 +281,18 @@ static int covered(const lp_worker_t *w, const client_t *c, uint64_t now) {
           (w->snap != NULL && now - w->snap_at < MS(LP_WORKER_SNAPSHOT_MS)));
 }
 
-/* 1 if a pending request needs a snapshot newer than the last one. */
+/* 1 if c's request may be answered now (LP_WORKER_REQUEST_GAP_MS). */
+static int due(const client_t *c, uint64_t now) {
+  return c->state == C_PENDING && c->ready <= now;
+}
+
+/* 1 if a request due now needs a snapshot newer than the last one. */
 static int needs_snapshot(const lp_worker_t *w, uint64_t now) {
   const client_t *c;
   if (w->npending == 0)
     return 0;
   for (c = w->clients; c != NULL; c = c->next)
-    if (c->state == C_PENDING && c->req == LP_REQ_SNAPSHOT &&
-        !covered(w, c, now))
+    if (due(c, now) && c->req == LP_REQ_SNAPSHOT && !covered(w, c, now))
       return 1;
   return 0;
 }
@@ -379,6 +384,7 @@ static void reply(client_t *c, reply_t *r, int close_after) {
     bufs[n++] = uv_buf_init((char *)r->snap->buf.data,
                             (unsigned)r->snap->buf.len);
   enter(c, C_WRITING, LP_WORKER_IDLE_MS);
+  c->ready = c->since + MS(LP_WORKER_REQUEST_GAP_MS);
   c->w->active = 1;
   uv_read_stop(&c->h.stream);
   if (uv_write(&r->req, &c->h.stream, bufs, n, on_written) != 0) {
@@ -460,15 +466,14 @@ static int read_start(client_t *c) {
   return rc == UV_EALREADY ? 0 : rc;
 }
 
-/* Answers the pending requests that the last snapshot covers. */
+/* Answers the requests due now that the last snapshot covers. */
 static void answer(lp_worker_t *w) {
   client_t *c, *next;
   uint64_t now = now_ns();
   for (c = w->clients; c != NULL && w->npending > 0; c = next) {
     reply_t *r;
     next = c->next;
-    if (c->state != C_PENDING ||
-        (c->req == LP_REQ_SNAPSHOT && !covered(w, c, now)))
+    if (!due(c, now) || (c->req == LP_REQ_SNAPSHOT && !covered(w, c, now)))
       continue;
     if (c->req == LP_REQ_SNAPSHOT && w->snap == NULL) {
       int err = w->snap_err;
@@ -622,19 +627,23 @@ static void close_all(lp_worker_t *w) {
   }
 }
 
-/* How long the thread may sleep, in ms: until the next flush or client
- * deadline, at most LP_WORKER_CHECK_MS; 0 if libuv has work queued. */
+/* How long the thread may sleep, in ms: until the next flush, client
+ * deadline or request due, at most LP_WORKER_CHECK_MS; 0 if libuv has
+ * work queued. */
 static int sleep_ms(lp_worker_t *w, uint64_t now) {
   uint64_t until = now + MS(LP_WORKER_CHECK_MS);
   client_t *c;
-  if (w->active || w->npending > 0 ||
+  if (w->active ||
       (uv_loop_alive(&w->loop) && uv_backend_timeout(&w->loop) == 0))
     return 0;
   if (w->has_flush && w->next_flush < until)
     until = w->next_flush;
-  for (c = w->clients; c != NULL; c = c->next)
+  for (c = w->clients; c != NULL; c = c->next) {
     if (c->deadline < until)
       until = c->deadline;
+    if (c->state == C_PENDING && c->ready < until)
+      until = c->ready;
+  }
   return until <= now ? 0 : (int)((until - now + MS(1) - 1) / MS(1));
 }
 

@@ -47,6 +47,10 @@
 /* Live requests get a fresh snapshot at most this often; requests in
  * between get the last one. Periodic flushes always take a fresh one. */
 #define LP_WORKER_SNAPSHOT_MS 100
+/* A client's requests are answered at most once per this time; one that
+ * comes sooner waits. So a flood of requests costs the machine little CPU
+ * (the flooder waits too), whatever the snapshots cost. */
+#define LP_WORKER_REQUEST_GAP_MS 10
 /* The thread wakes at least this often to check its descriptors. */
 #define LP_WORKER_CHECK_MS 100
 #define LP_WORKER_LOST_MAX 160
