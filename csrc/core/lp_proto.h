@@ -8,6 +8,12 @@
  *             "LINEPROF/1 ERR <code> <message>\n", after which the server
  *             closes the connection.
  *
+ * The server's pace (lp_worker.h): a snapshot is at most
+ * LP_WORKER_SNAPSHOT_MS (100 ms) old, shared by every request in that
+ * time; a connection gets one reply per LP_WORKER_REQUEST_GAP_MS (10 ms);
+ * a request must be whole within LP_WORKER_REQUEST_MS (5 s) of its first
+ * byte ("ERR timeout").
+ *
  * Thread contract: no state; safe from any thread. */
 #ifndef LP_PROTO_H
 #define LP_PROTO_H
