@@ -1,12 +1,16 @@
 #include "lp_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_alloc.h"
@@ -269,23 +273,163 @@ int lp_file_encode_parts(const lp_file_parts_t *parts, lp_buf_t *b) {
   return 0;
 }
 
+/* ---- writing ---- */
+
+/* 1 if fd is still the file st describes. The worker writes files while
+ * the program runs: a program thread may close a descriptor of ours and
+ * open one of its own at that number (os.closerange at start-up). */
+static int same_file(int fd, const struct stat *st) {
+  struct stat now;
+  return fstat(fd, &now) == 0 && now.st_dev == st->st_dev &&
+         now.st_ino == st->st_ino;
+}
+
+/* close(fd) if it is still the file st describes; else leaves the number
+ * alone and fails with EBADF. */
+static int close_own(int fd, const struct stat *st) {
+  if (!same_file(fd, st)) {
+    errno = EBADF;
+    return -1;
+  }
+  return close(fd);
+}
+
+/* The pid in a temporary file's name, "<name>.tmp-<pid>-<tid>"; 0 if name
+ * is not one. */
+static long temp_pid(const char *name) {
+  const char *p, *at = NULL;
+  long pid = 0;
+  for (p = name; (p = strstr(p, ".tmp-")) != NULL; p++)
+    at = p + 5;
+  if (at == NULL)
+    return 0;
+  for (p = at; *p >= '0' && *p <= '9' && pid < INT_MAX; p++)
+    pid = pid * 10 + (*p - '0');
+  if (p == at || *p++ != '-' || *p == '\0' || pid > INT_MAX)
+    return 0;
+  for (; *p >= '0' && *p <= '9'; p++)
+    ;
+  return *p == '\0' ? pid : 0;
+}
+
+/* 1 if the open file fd (st) is one of ours left behind: our user's, a
+ * regular file untouched for LP_FILE_STALE_SECONDS, our magic inside. */
+static int stale_temp(int fd, const struct stat *st) {
+  uint8_t head[sizeof(magic)];
+  return S_ISREG(st->st_mode) && st->st_uid == geteuid() &&
+         st->st_mtime + LP_FILE_STALE_SECONDS <= time(NULL) &&
+         pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+         memcmp(head, magic, sizeof(magic)) == 0;
+}
+
+/* A sweep lists a directory (milliseconds for thousands of files), and a
+ * temporary file is only stale after LP_FILE_STALE_SECONDS: one sweep per
+ * directory every SWEEP_SECONDS is enough. The last one is remembered. */
+#define SWEEP_SECONDS 10
+
+static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  uint64_t name; /* FNV-1a of the directory's name (inodes are reused) */
+  dev_t dev;
+  ino_t ino;
+  uint64_t at; /* CLOCK_MONOTONIC seconds + 1; 0: never */
+} swept;
+
+/* 1 if dir was not swept in the last SWEEP_SECONDS (and notes it now). */
+static int sweep_due(const char *dir) {
+  struct stat st;
+  struct timespec ts;
+  uint64_t now, name = 14695981039346656037ull;
+  const char *p;
+  int due;
+  if (stat(dir, &st) != 0)
+    return 0;
+  for (p = dir; *p; p++)
+    name = (name ^ (uint8_t)*p) * 1099511628211ull;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  now = (uint64_t)ts.tv_sec + 1;
+  pthread_mutex_lock(&swept_lock);
+  due = swept.at == 0 || swept.name != name || swept.dev != st.st_dev ||
+        swept.ino != st.st_ino || now >= swept.at + SWEEP_SECONDS;
+  if (due) {
+    swept.name = name;
+    swept.dev = st.st_dev;
+    swept.ino = st.st_ino;
+    swept.at = now;
+  }
+  pthread_mutex_unlock(&swept_lock);
+  return due;
+}
+
+/* Removes from dir the temporary files of writers that died in
+ * lp_file_write_buf (a SIGKILL between open and rename): a name of ours
+ * whose pid is gone, and stale_temp. The age rule spares a live writer on
+ * another host or in another pid namespace, whose pid we cannot see. */
+static void sweep(const char *dir) {
+  DIR *d;
+  struct dirent *de;
+  struct stat dst;
+  if (!sweep_due(dir) || (d = opendir(dir)) == NULL)
+    return;
+  if (fstat(dirfd(d), &dst) != 0) {
+    closedir(d);
+    return;
+  }
+  while ((de = readdir(d)) != NULL) {
+    long pid = temp_pid(de->d_name);
+    struct stat st;
+    int fd;
+    if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 ||
+        errno != ESRCH)
+      continue; /* not ours, or its writer lives (EPERM: someone's) */
+    fd = openat(dirfd(d), de->d_name,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0)
+      continue;
+    if (stale_temp(fd, &st))
+      unlinkat(dirfd(d), de->d_name, 0);
+    close_own(fd, &st);
+  }
+  if (same_file(dirfd(d), &dst))
+    closedir(d); /* else the number is someone else's: keep the DIR */
+}
+
 int lp_file_write_buf(const char *path, const lp_buf_t *buf) {
   size_t n = strlen(path), off = 0;
-  char *tmp = lp__malloc(n + 48);
+  char *tmp = lp__malloc(n + 48), *slash;
+  struct stat st;
   int fd, saved;
   if (tmp == NULL) {
     errno = ENOMEM;
     return LP_EIO;
   }
+  /* The directory's leftovers first (its name, cut out of tmp). */
+  memcpy(tmp, path, n + 1);
+  if ((slash = strrchr(tmp, '/')) == NULL) {
+    sweep(".");
+  } else {
+    *(slash == tmp ? slash + 1 : slash) = '\0'; /* "/x": "/" */
+    sweep(tmp);
+  }
   /* Unique per thread: the worker's periodic flush and the final write
-   * may target the same path at once. */
+   * may target the same path at once. The pid lets sweep() know it. */
   snprintf(tmp, n + 48, "%s.tmp-%ld-%ld", path, (long)getpid(),
            (long)syscall(SYS_gettid));
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     goto fail_nofd;
+  if (fstat(fd, &st) != 0) {
+    fd = -1;
+    goto fail;
+  }
   while (off < buf->len) {
-    ssize_t w = write(fd, buf->data + off, buf->len - off);
+    ssize_t w;
+    if (!same_file(fd, &st)) {
+      fd = -1;
+      errno = EBADF;
+      goto fail;
+    }
+    w = write(fd, buf->data + off, buf->len - off);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -295,7 +439,7 @@ int lp_file_write_buf(const char *path, const lp_buf_t *buf) {
   }
   if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
     goto fail;
-  if (close(fd) != 0) {
+  if (close_own(fd, &st) != 0) {
     fd = -1;
     goto fail;
   }
@@ -307,7 +451,7 @@ int lp_file_write_buf(const char *path, const lp_buf_t *buf) {
 fail:
   saved = errno;
   if (fd >= 0)
-    close(fd);
+    close_own(fd, &st);
   unlink(tmp);
   errno = saved;
 fail_nofd:

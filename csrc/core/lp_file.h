@@ -3,9 +3,10 @@
  * CRC-32 of the payload) followed by tagged sections; unknown sections are
  * skipped, so version 1 can gain sections without breaking old readers.
  *
- * Thread contract: the functions here share no state. Writing a table
- * reads its counters; the caller makes sure no one writes them meanwhile
- * (the GIL today). */
+ * Thread contract: the functions here share no state, except the note of
+ * the directory lp_file_write_buf last swept (behind a mutex). Writing a
+ * table reads its counters; the caller makes sure no one writes them
+ * meanwhile (the GIL today). */
 #ifndef LP_FILE_H
 #define LP_FILE_H
 
@@ -95,9 +96,22 @@ typedef struct lp_file_parts_s {
  * Returns 0 or LP_ENOMEM. */
 int lp_file_encode_parts(const lp_file_parts_t *parts, lp_buf_t *buf);
 
+/* A temporary file left by a killed writer is removed once it is this old
+ * (see lp_file_write_buf). */
+#define LP_FILE_STALE_SECONDS 60
+
 /* Writes an encoded profile to path atomically: to a temporary file in the
- * same directory, flushed, then renamed over path. Returns 0, or LP_EIO
- * with errno set (path is untouched; the temporary file is removed). */
+ * same directory ("PATH.tmp-<pid>-<tid>"), flushed, then renamed over
+ * path. Returns 0, or LP_EIO with errno set (path is untouched; the
+ * temporary file is removed).
+ *
+ * First it removes the temporary files that killed writers left in that
+ * directory (if this process has not done so in the last 10 seconds):
+ * only a name of that form whose pid is not alive, a regular file of the
+ * same user that starts with the .lprof magic and has not been modified
+ * for LP_FILE_STALE_SECONDS. It never writes to or closes a
+ * descriptor that is no longer the file it opened (the program may close
+ * and reuse a number meanwhile): that write fails with EBADF. */
 int lp_file_write_buf(const char *path, const lp_buf_t *buf);
 
 /* lp_file_encode (without tasks) then lp_file_write_buf. */

@@ -8,6 +8,12 @@
  *             "LINEPROF/1 ERR <code> <message>\n", after which the server
  *             closes the connection.
  *
+ * The server's pace (lp_worker.h): a snapshot is at most
+ * LP_WORKER_SNAPSHOT_MS (100 ms) old, shared by every request in that
+ * time; a connection gets one reply per LP_WORKER_REQUEST_GAP_MS (10 ms);
+ * a request must be whole within LP_WORKER_REQUEST_MS (5 s) of its first
+ * byte ("ERR timeout").
+ *
  * Thread contract: no state; safe from any thread. */
 #ifndef LP_PROTO_H
 #define LP_PROTO_H
@@ -36,17 +42,22 @@ size_t lp_proto_ok(char *buf, size_t cap, uint64_t n);
 size_t lp_proto_err(char *buf, size_t cap, const char *code,
                     const char *message);
 
+/* A unix socket path holds at most this many bytes with its NUL. Only
+ * 107 of them can be bound (sockaddr_un); lp_worker_init says so. */
+#define LP_ADDR_PATH_MAX 4096
+
 /* A listening address. */
 typedef struct lp_addr_s {
   int is_unix;
   char host[64];  /* numeric IPv4 or IPv6 address */
   int port;       /* 0..65535; 0 asks the system for a free port */
-  char path[108]; /* unix socket path, NUL-terminated */
+  char path[LP_ADDR_PATH_MAX]; /* unix socket path, NUL-terminated */
 } lp_addr_t;
 
 /* Parses "HOST:PORT", ":PORT", "PORT", "[IPV6]:PORT" or "unix:PATH" into
  * *out. HOST is a numeric address or "localhost"; an empty or missing HOST
- * is the loopback 127.0.0.1. Returns 0 or LP_EADDR (*out unspecified). */
+ * is the loopback 127.0.0.1; PATH is 1 to LP_ADDR_PATH_MAX - 1 bytes.
+ * Returns 0 or LP_EADDR (*out unspecified). */
 int lp_addr_parse(const char *text, lp_addr_t *out);
 
 /* Returns 1 if a only accepts connections from this machine: a unix

@@ -848,16 +848,26 @@ static int worker_launch(lp_profiler_t *p, char *errbuf, size_t errlen) {
   return 0;
 }
 
-/* Stops and frees the worker, if any (joins its thread: short). */
+/* Stops and frees the worker, if any (joins its thread: short). A worker
+ * that lost its descriptors to the program stopped early: one line on
+ * stderr says so. Not a warning: -W error would raise it into the
+ * program. */
 static void worker_halt(lp_profiler_t *p) {
+  lp_worker_stats_t st;
   if (p->worker == NULL)
     return;
   Py_BEGIN_ALLOW_THREADS
+  lp_worker_stop(p->worker);
+  lp_worker_stats(p->worker, &st);
   lp_worker_close(p->worker);
   Py_END_ALLOW_THREADS
   p->worker = NULL;
   if (worker_owner == p)
     worker_owner = NULL;
+  if (st.lost)
+    PySys_WriteStderr("lineprof: warning: the worker stopped early: %.160s; "
+                      "no periodic writes or live view after that (the "
+                      "profile itself is complete)\n", st.lost_why);
 }
 
 static void worker_forget(lp_profiler_t *p) {
@@ -939,13 +949,16 @@ static PyObject *Profiler_worker_stats(lp_profiler_t *p, PyObject *unused) {
   if (p->worker == NULL)
     Py_RETURN_NONE;
   lp_worker_stats(p->worker, &st);
-  return Py_BuildValue("{s:K,s:K,s:i,s:K,s:K,s:K,s:s}", "flushes",
-                       (unsigned long long)st.flushes, "flush_errors",
-                       (unsigned long long)st.flush_errors, "flush_errno",
-                       st.flush_errno, "served", (unsigned long long)st.served,
-                       "rejected", (unsigned long long)st.rejected, "busy",
-                       (unsigned long long)st.busy, "address",
-                       lp_worker_address(p->worker));
+  return Py_BuildValue(
+      "{s:K,s:K,s:i,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:z}", "flushes",
+      (unsigned long long)st.flushes, "flush_errors",
+      (unsigned long long)st.flush_errors, "flush_errno", st.flush_errno,
+      "served", (unsigned long long)st.served, "rejected",
+      (unsigned long long)st.rejected, "busy", (unsigned long long)st.busy,
+      "snapshots", (unsigned long long)st.snapshots, "evicted",
+      (unsigned long long)st.evicted, "expired",
+      (unsigned long long)st.expired, "address", lp_worker_address(p->worker),
+      "lost", st.lost ? st.lost_why : NULL);
 }
 
 /* fork(): the worker's thread does not survive into the child, and its
@@ -1264,7 +1277,7 @@ static PyObject *fail_allocations(PyObject *mod, PyObject *arg) {
 static PyObject *parse_address(PyObject *mod, PyObject *arg) {
   lp_addr_t a;
   const char *text;
-  char buf[200];
+  char buf[LP_ADDR_PATH_MAX + 8];
   (void)mod;
   if ((text = PyUnicode_AsUTF8(arg)) == NULL)
     return NULL;

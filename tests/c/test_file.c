@@ -10,9 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_file.h"
@@ -1115,6 +1118,86 @@ static void test_write_fail_keeps_target(void **state) {
   lp_meta_close(&m);
 }
 
+/* A pid that no process has: a child that has exited and been reaped. */
+static long dead_pid(void) {
+  for (;;) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+      _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+      return (long)pid;
+  }
+}
+
+/* Plants name in tmpdir with data, last modified age seconds ago. */
+static void plant(const char *name, const void *data, size_t n, int age) {
+  char path[8192];
+  struct timespec times[2];
+  in_dir(path, sizeof(path), name);
+  write_raw(path, data, n);
+  clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= age;
+  times[1] = times[0];
+  assert_int_equal(utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static int planted(const char *name) {
+  char path[8192];
+  struct stat st;
+  in_dir(path, sizeof(path), name);
+  return lstat(path, &st) == 0;
+}
+
+/* A write removes the temporary files that killed writers left in its
+ * directory, and only those: our name pattern with a dead writer's pid,
+ * our magic, untouched for LP_FILE_STALE_SECONDS. */
+static void test_write_sweeps_stale_temps(void **state) {
+  enum { OLD = LP_FILE_STALE_SECONDS + 3600 };
+  char path[8192], name[32][256], link_to[8192];
+  long dead = dead_pid(), live = (long)getppid();
+  lp_buf_t g = {(uint8_t *)golden, sizeof(golden), sizeof(golden), 0};
+  int i;
+  (void)state;
+  in_dir(path, sizeof(path), "out.lprof");
+#define NAME(i, ...) snprintf(name[i], sizeof(name[i]), __VA_ARGS__)
+  NAME(0, "out.lprof.tmp-%ld-%ld", dead, dead);     /* stale: removed */
+  NAME(1, "other.lprof.tmp-%ld-7", dead);           /* stale, other name */
+  NAME(2, "out.lprof.tmp-%ld-8", dead);             /* not our magic */
+  NAME(3, "out.lprof.tmp-%ld-9", live);             /* writer alive */
+  NAME(4, "out.lprof.tmp-%ld-10", dead);            /* too fresh */
+  NAME(5, "out.lprof.tmp-%ld-11x", dead);           /* not our pattern */
+  NAME(6, "out.lprof.tmp-%ld", dead);               /* no tid */
+  NAME(7, "out.lprof.tmp-%ld-12", dead);            /* a symbolic link */
+  NAME(8, "out.lprof.tmp-%ld-13", dead);            /* a directory */
+  NAME(9, "target-of-link");
+#undef NAME
+  plant(name[0], golden, sizeof(golden), OLD);
+  plant(name[1], golden, 8, OLD); /* the magic alone: a killed write */
+  plant(name[2], "not a profile at all", 20, OLD);
+  plant(name[3], golden, sizeof(golden), OLD);
+  plant(name[4], golden, sizeof(golden), 0);
+  plant(name[5], golden, sizeof(golden), OLD);
+  plant(name[6], golden, sizeof(golden), OLD);
+  plant(name[9], golden, sizeof(golden), OLD);
+  in_dir(link_to, sizeof(link_to), name[9]);
+  in_dir(path, sizeof(path), name[7]);
+  assert_int_equal(symlink(link_to, path), 0);
+  in_dir(path, sizeof(path), name[8]);
+  assert_int_equal(mkdir(path, 0700), 0);
+  in_dir(path, sizeof(path), "out.lprof");
+  assert_int_equal(lp_file_write_buf(path, &g), 0);
+  assert_false(planted(name[0]));
+  assert_false(planted(name[1]));
+  for (i = 2; i <= 9; i++)
+    if (!planted(name[i]))
+      fail_msg("%s was removed", name[i]);
+  assert_file(path, golden, sizeof(golden));
+  in_dir(path, sizeof(path), name[8]);
+  assert_int_equal(rmdir(path), 0);
+}
+
 static void test_read_errors(void **state) {
   char path[8192];
   lp_profile_t p;
@@ -1201,6 +1284,8 @@ int main(void) {
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_write_fail_keeps_target, setup_dir,
                                       teardown_dir),
+      cmocka_unit_test_setup_teardown(test_write_sweeps_stale_temps,
+                                      setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_read_errors, setup_dir,
                                       teardown_dir),
       cmocka_unit_test(test_parse_empty_null), /* must be last */

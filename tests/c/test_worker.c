@@ -15,8 +15,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -38,7 +40,6 @@
 #define TOO_LONG                                                             \
   "LINEPROF/1 ERR too-long expected \"LINEPROF/1 SNAPSHOT\" or "             \
   "\"LINEPROF/1 PING\" and a newline\n"
-#define BUSY_CLIENTS "LINEPROF/1 ERR busy too many clients\n"
 
 /* ---- a thread-safe allocator that can refuse the next allocation ---- */
 
@@ -908,46 +909,156 @@ static void test_full_line_not_too_long(void **state) {
   assert_string_equal(line, BAD_REQUEST);
 }
 
-/* One client more than LP_WORKER_MAX_CLIENTS is turned away; the others
- * are served, and a freed place can be taken again. */
-static void test_max_clients(void **state) {
-  char listen_at[300], line[256];
+/* Every place taken by idle clients: a newcomer is served at once, and the
+ * client silent longest makes room for it. */
+static void test_evict_idle(void **state) {
+  char listen_at[300];
   lp_worker_t *w;
-  int fds[LP_WORKER_MAX_CLIENTS], extra, i, ok = 0;
-  uint64_t until;
+  int fds[LP_WORKER_MAX_CLIENTS], extra, i;
   (void)state;
   unix_addr(listen_at, sizeof(listen_at), "max.sock");
   w = worker_up(listen_at);
   for (i = 0; i < LP_WORKER_MAX_CLIENTS; i++) {
     fds[i] = connect_to(listen_at);
     ping(fds[i]); /* accepted and counted */
+    usleep(2000); /* each silent a little less long than the one before */
   }
+  ping(fds[0]); /* now fds[1] is the one silent longest */
   extra = connect_to(listen_at);
-  expect_line(extra, BUSY_CLIENTS);
-  assert_true(closed_by_peer(extra));
-  close(extra);
-  assert_int_equal(stats_of(w).rejected, 1);
+  ping(extra);
+  assert_true(closed_by_peer(fds[1]));
+  close(fds[1]);
+  assert_int_equal(stats_of(w).evicted, 1);
+  assert_int_equal(stats_of(w).rejected, 0);
   for (i = 0; i < LP_WORKER_MAX_CLIENTS; i++)
-    ping(fds[i]);
-  /* One leaves: a newcomer gets in once the worker has seen it go. */
-  close(fds[0]);
-  until = mono() + 5000000000ull;
-  while (!ok && mono() < until) {
-    extra = connect_to(listen_at);
-    send_n(extra, PING, 16); /* may fail if turned away already */
-    assert_true(read_line(extra, line, sizeof(line)) > 0);
-    ok = strcmp(line, OK0) == 0;
-    if (!ok)
-      assert_string_equal(line, BUSY_CLIENTS);
-    close(extra);
-    if (!ok)
-      usleep(5000);
+    if (i != 1) {
+      ping(fds[i]);
+      close(fds[i]);
+    }
+  ping(extra);
+  close(extra);
+  worker_down(w);
+}
+
+/* Every place taken by clients with half a request each (a trickle): the
+ * newcomer gets in, and the one nearest its deadline (the first to start)
+ * goes. */
+static void test_evict_trickling(void **state) {
+  char listen_at[300];
+  lp_worker_t *w;
+  lp_profile_t p;
+  int fds[LP_WORKER_MAX_CLIENTS], extra, i;
+  uint64_t t0;
+  (void)state;
+  unix_addr(listen_at, sizeof(listen_at), "trickle.sock");
+  w = worker_up(listen_at);
+  for (i = 0; i < LP_WORKER_MAX_CLIENTS; i++) {
+    fds[i] = connect_to(listen_at);
+    send_str(fds[i], "LINEPROF/1 SNAP");
+    usleep(2000);
   }
-  assert_true(ok);
+  usleep(50000); /* time for the worker to read every first half */
+  t0 = mono();
+  extra = connect_to(listen_at);
+  send_str(extra, SNAP);
+  read_snapshot(extra, &p);
+  lp_profile_close(&p);
+  assert_true(mono() - t0 < 1000000000ull);
+  assert_true(closed_by_peer(fds[0]));
+  assert_int_equal(stats_of(w).evicted, 1);
+  /* The others still finish their requests. */
   for (i = 1; i < LP_WORKER_MAX_CLIENTS; i++) {
-    ping(fds[i]);
+    send_str(fds[i], "SHOT\n");
+    read_snapshot(fds[i], &p);
+    lp_profile_close(&p);
     close(fds[i]);
   }
+  close(fds[0]);
+  close(extra);
+  worker_down(w);
+}
+
+/* A request trickled a byte at a time, each byte in time: the deadline
+ * runs from the first byte, so the client is told and dropped after
+ * LP_WORKER_REQUEST_MS, not kept alive by the trickle. */
+static void test_request_deadline(void **state) {
+  char listen_at[300], line[256];
+  const char *req = "LINEPROF/1 SNAPSHOT\n";
+  lp_worker_t *w;
+  uint64_t t0, waited;
+  int fd, i, n = -1;
+  (void)state;
+  unix_addr(listen_at, sizeof(listen_at), "deadline.sock");
+  w = worker_up(listen_at);
+  fd = connect_to(listen_at);
+  set_timeouts(fd, 300);
+  t0 = mono();
+  for (i = 0; req[i] != '\n'; i++) {
+    if (send_n(fd, req + i, 1) != 0)
+      break;
+    n = read_line(fd, line, sizeof(line));
+    if (n > 0)
+      break; /* the worker spoke */
+  }
+  waited = mono() - t0;
+  if (n <= 0)
+    fail_msg("no reply after %d bytes in %llu ms", i,
+             (unsigned long long)(waited / 1000000));
+  assert_string_equal(line, "LINEPROF/1 ERR timeout a request must be "
+                            "complete within 5 s of its first byte\n");
+  assert_true(waited >= (LP_WORKER_REQUEST_MS - 50) * 1000000ull);
+  assert_true(waited <= (LP_WORKER_REQUEST_MS + 1500) * 1000000ull);
+  set_timeouts(fd, 5000);
+  assert_true(closed_by_peer(fd));
+  close(fd);
+  assert_int_equal(stats_of(w).expired, 1);
+  worker_down(w);
+}
+
+/* The "created" meta of a snapshot reply: which snapshot it is. */
+static void created_of(int fd, char *out, size_t cap) {
+  lp_profile_t p;
+  read_snapshot(fd, &p);
+  snprintf(out, cap, "%s", meta_get(&p.meta, "created"));
+  lp_profile_close(&p);
+}
+
+/* A flood of requests: every one is answered, one per
+ * LP_WORKER_REQUEST_GAP_MS on a connection, and the program's engine is
+ * copied at most once per LP_WORKER_SNAPSHOT_MS (told by the replies'
+ * "created" and by the counter). */
+static void test_snapshot_rate(void **state) {
+  enum { N = 100 };
+  char listen_at[300], created[64], last[64] = "";
+  lp_worker_t *w;
+  uint64_t t0, elapsed, bound;
+  int fd, i, distinct = 0;
+  (void)state;
+  unix_addr(listen_at, sizeof(listen_at), "rate.sock");
+  w = worker_up(listen_at);
+  fd = connect_to(listen_at);
+  t0 = mono();
+  for (i = 0; i < N; i++) {
+    send_str(fd, SNAP);
+    created_of(fd, created, sizeof(created));
+    if (strcmp(created, last) != 0)
+      distinct++;
+    strcpy(last, created);
+  }
+  elapsed = mono() - t0;
+  bound = elapsed / (LP_WORKER_SNAPSHOT_MS * 1000000ull) + 2;
+  print_message("rate: %d requests in %llu ms, %d snapshots\n", N,
+                (unsigned long long)(elapsed / 1000000), distinct);
+  assert_true((uint64_t)distinct <= bound);
+  assert_true(elapsed >= (N - 1) * LP_WORKER_REQUEST_GAP_MS * 1000000ull);
+  assert_int_equal(stats_of(w).served, N);
+  assert_true(stats_of(w).snapshots <= bound);
+  /* After the interval, a fresh one. */
+  usleep((LP_WORKER_SNAPSHOT_MS + 20) * 1000);
+  send_str(fd, SNAP);
+  created_of(fd, created, sizeof(created));
+  assert_string_not_equal(created, last);
+  close(fd);
   worker_down(w);
 }
 
@@ -1199,6 +1310,203 @@ static void test_flush_unwritable(void **state) {
   assert_int_equal(rmdir(path), 0); /* still an empty directory */
 }
 
+/* ---- the program closes or reuses the worker's descriptors ---- */
+
+#define MAX_FDS 256
+
+/* Marks in open[] the descriptors below MAX_FDS open now. */
+static void open_fds(char open_[MAX_FDS]) {
+  int fd;
+  for (fd = 0; fd < MAX_FDS; fd++)
+    open_[fd] = fcntl(fd, F_GETFD) != -1;
+}
+
+/* Closes what was opened since before[] was taken, except keep: what
+ * os.closerange(3, N) does to the worker's descriptors. Stores them in
+ * gone[] (in order) and returns how many. The raw system call: TSan takes
+ * a close racing the worker's use of the descriptor for a data race, and
+ * that race is what the program does and what these tests are about. */
+static int close_new_fds(const char before[MAX_FDS], int keep, int *gone) {
+  char now[MAX_FDS];
+  int fd, n = 0;
+  open_fds(now);
+  for (fd = 3; fd < MAX_FDS; fd++)
+    if (now[fd] && !before[fd] && fd != keep) {
+      syscall(SYS_close, fd);
+      gone[n++] = fd;
+    }
+  return n;
+}
+
+/* A worker with a flush every 5 ms and a client, whose descriptors the
+ * "program" then closes; client and address out. */
+static lp_worker_t *worker_to_lose(const char *name, char before[MAX_FDS],
+                                   int *client, char *listen_at, size_t cap,
+                                   char *flush, size_t fcap) {
+  lp_worker_t *w = NULL;
+  char err[256];
+  unix_addr(listen_at, cap, name);
+  snprintf(flush, fcap, "%s/%s.lprof", tmpdir, name);
+  open_fds(before);
+  if (worker_init(&w, listen_at, flush, 5, err, sizeof(err)) != 0)
+    fail_msg("lp_worker_init: %s", err);
+  assert_int_equal(lp_worker_start(w), 0);
+  *client = connect_to(listen_at);
+  ping(*client);
+  WAIT_FOR(stats_of(w).flushes >= 2, 5);
+  assert_true(stats_of(w).flushes >= 2);
+  return w;
+}
+
+/* The worker's thread sees its descriptors closed: it stops without an
+ * abort (libuv aborts on a closed epoll descriptor), says why, and the
+ * owner closes it without touching them. */
+static void test_lost_closed(void **state) {
+  char before[MAX_FDS], listen_at[300], flush[300], sock[300];
+  int gone[MAX_FDS], client, n;
+  uint64_t flushes;
+  lp_worker_stats_t st;
+  lp_worker_t *w;
+  lp_profile_t p;
+  struct stat sst;
+  (void)state;
+  w = worker_to_lose("lost", before, &client, listen_at, sizeof(listen_at),
+                     flush, sizeof(flush));
+  n = close_new_fds(before, client, gone);
+  assert_true(n >= 4); /* epoll, the wake-up pair, server, its client */
+  WAIT_FOR(stats_of(w).lost, 5);
+  st = stats_of(w);
+  assert_int_equal(st.lost, 1);
+  assert_non_null(strstr(st.lost_why, "the program closed descriptor "));
+  flushes = st.flushes;
+  usleep(50000);
+  assert_int_equal(stats_of(w).flushes, flushes); /* it stopped */
+  assert_true(closed_by_peer(client)); /* its end went with the "program" */
+  close(client);
+  snprintf(sock, sizeof(sock), "%s", listen_at + 5);
+  assert_int_equal(lstat(sock, &sst), 0);
+  assert_int_equal(lp_worker_close(w), 0);
+  assert_int_equal(lstat(sock, &sst), -1); /* the socket file is removed */
+  assert_int_equal(lp_file_read(flush, &p), 0); /* a whole file */
+  lp_profile_close(&p);
+}
+
+/* Closed, then opened again as the program's own: an epoll instance, a
+ * socket pair, regular files, in whatever numbers the kernel gives. The
+ * worker must notice, and never write to, read from, add to or close any
+ * of them; stop must not send its wake-up byte into them. */
+static void test_lost_reused(void **state) {
+  char before[MAX_FDS], listen_at[300], flush[300], path[300];
+  int gone[MAX_FDS], mine[MAX_FDS], kind[MAX_FDS], client, n, i, m = 0;
+  lp_worker_stats_t st;
+  lp_worker_t *w;
+  (void)state;
+  w = worker_to_lose("reused", before, &client, listen_at, sizeof(listen_at),
+                     flush, sizeof(flush));
+  n = close_new_fds(before, client, gone);
+  /* At once, so the worker is likely to find them reused, not closed; by
+   * raw system calls, as close_new_fds closes them. */
+  while (m < n) {
+    int fds[2];
+    switch (m % 3) {
+    case 0:
+      mine[m] = (int)syscall(SYS_epoll_create1, EPOLL_CLOEXEC);
+      kind[m++] = 0;
+      break;
+    case 1:
+      assert_int_equal(syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, fds),
+                       0);
+      mine[m] = fds[0];
+      kind[m++] = 1;
+      mine[m] = fds[1];
+      kind[m++] = 1;
+      break;
+    default:
+      snprintf(path, sizeof(path), "%s/reused.%d", tmpdir, m);
+      mine[m] = (int)syscall(SYS_openat, AT_FDCWD, path,
+                             O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      kind[m++] = 2;
+    }
+    assert_true(mine[m - 1] >= 0);
+  }
+  WAIT_FOR(stats_of(w).lost, 5);
+  st = stats_of(w);
+  assert_int_equal(st.lost, 1);
+  print_message("lost: %s\n", st.lost_why);
+  usleep(50000);
+  lp_worker_stop(w);
+  assert_int_equal(lp_worker_close(w), 0);
+  for (i = 0; i < m; i++) {
+    struct epoll_event ev;
+    struct stat fst;
+    char c;
+    assert_int_not_equal(fcntl(mine[i], F_GETFD), -1); /* still open */
+    if (kind[i] == 0)
+      assert_int_equal(epoll_wait(mine[i], &ev, 1, 0), 0); /* nothing added */
+    else if (kind[i] == 1)
+      assert_int_equal(recv(mine[i], &c, 1, MSG_DONTWAIT), -1); /* no byte */
+    else {
+      assert_int_equal(fstat(mine[i], &fst), 0);
+      assert_int_equal(fst.st_size, 0); /* nothing written */
+    }
+  }
+  for (i = 0; i < m; i++)
+    close(mine[i]);
+  close(client);
+}
+
+/* ---- where a unix socket cannot go ---- */
+
+static void expect_init_error(const char *listen_at, const char *want) {
+  lp_worker_t *w = NULL;
+  char err[512];
+  assert_int_equal(worker_init(&w, listen_at, NULL, 0, err, sizeof(err)),
+                   LP_EIO);
+  assert_null(w);
+  assert_string_equal(err, want);
+}
+
+static void test_unix_path_errors(void **state) {
+  char path[600], listen_at[700], want[1600], dir[300];
+  size_t n;
+  int fd;
+  (void)state;
+  /* 107 bytes is the most sun_path holds with its NUL; 108 is refused. */
+  snprintf(path, sizeof(path), "%s/", tmpdir);
+  n = strlen(path);
+  memset(path + n, 'x', 108 - n);
+  path[108] = '\0';
+  snprintf(listen_at, sizeof(listen_at), "unix:%s", path);
+  snprintf(want, sizeof(want),
+           "cannot listen at %s: path too long (at most 107 bytes)",
+           listen_at);
+  expect_init_error(listen_at, want);
+  path[107] = '\0'; /* and 107 bytes work */
+  snprintf(listen_at, sizeof(listen_at), "unix:%s", path);
+  worker_down(worker_up(listen_at));
+  /* A directory that does not exist. */
+  snprintf(dir, sizeof(dir), "%s/no/such", tmpdir);
+  snprintf(listen_at, sizeof(listen_at), "unix:%s/dir.sock", dir);
+  snprintf(want, sizeof(want),
+           "cannot listen at %s: no such directory '%s'", listen_at, dir);
+  expect_init_error(listen_at, want);
+  /* A file where a directory should be. */
+  snprintf(dir, sizeof(dir), "%s/plain", tmpdir);
+  assert_true((fd = open(dir, O_WRONLY | O_CREAT, 0600)) >= 0);
+  close(fd);
+  snprintf(listen_at, sizeof(listen_at), "unix:%s/x.sock", dir);
+  snprintf(want, sizeof(want),
+           "cannot listen at %s: '%s' is not a directory", listen_at, dir);
+  expect_init_error(listen_at, want);
+  /* The file itself, where the socket should go. */
+  snprintf(listen_at, sizeof(listen_at), "unix:%s", dir);
+  snprintf(want, sizeof(want),
+           "cannot listen at %s: a file that is not a socket is there",
+           listen_at);
+  expect_init_error(listen_at, want);
+  unlink(dir);
+}
+
 /* ---- allocation failure in the worker thread ---- */
 
 /* The allocation of a new client's record fails: that client is lost, but
@@ -1246,13 +1554,19 @@ int main(void) {
       cmocka_unit_test(test_garbage),
       cmocka_unit_test(test_too_long),
       cmocka_unit_test(test_full_line_not_too_long),
-      cmocka_unit_test(test_max_clients),
+      cmocka_unit_test(test_evict_idle),
+      cmocka_unit_test(test_evict_trickling),
+      cmocka_unit_test(test_request_deadline),
+      cmocka_unit_test(test_snapshot_rate),
       cmocka_unit_test(test_client_vanishes),
       cmocka_unit_test(test_snapshot_busy),
       cmocka_unit_test(test_close_with_clients),
       cmocka_unit_test(test_flush),
       cmocka_unit_test(test_flush_unwritable),
       cmocka_unit_test(test_accept_enomem),
+      cmocka_unit_test(test_unix_path_errors),
+      cmocka_unit_test(test_lost_closed),
+      cmocka_unit_test(test_lost_reused),
   };
   /* Installed before any other core call, as lp_set_allocator requires. */
   lp_set_allocator(worker_realloc);

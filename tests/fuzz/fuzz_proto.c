@@ -30,8 +30,8 @@
  *        request, or LP_EPROTO from 256 bytes on.
  * 2. Addresses. The input up to its first NUL, as a string, and that
  *    string as the host of "[%s]:1" and "%s:1", go through lp_addr_parse.
- *    The result must match a parser written here (unix:PATH with 1 to 107
- *    bytes; [HOST]:PORT; HOST:PORT with one colon; :PORT; PORT; decimal
+ *    The result must match a parser written here (unix:PATH with 1 to
+ *    LP_ADDR_PATH_MAX - 1 bytes; [HOST]:PORT; HOST:PORT with one colon; :PORT; PORT; decimal
  *    ports 0..65535; HOST empty or "localhost" meaning 127.0.0.1, else an
  *    address glibc's inet_pton reads, IPv6 with an optional %zone). When it
  *    succeeds, the address the worker would bind (uv_ip4_addr, else
@@ -342,7 +342,7 @@ static int ref_addr(const char *text, lp_addr_t *out) {
   memset(out, 0, sizeof(*out));
   if (strncmp(text, "unix:", 5) == 0) {
     size_t n = strlen(text + 5);
-    if (n < 1 || n > 107)
+    if (n < 1 || n >= LP_ADDR_PATH_MAX)
       return 0;
     out->is_unix = 1;
     memcpy(out->path, text + 5, n + 1);
@@ -396,7 +396,7 @@ static int ref_local(const lp_addr_t *a) {
 
 static void check_addr(const char *text, size_t small_cap) {
   lp_addr_t a, want, back;
-  char buf[256], *small;
+  char buf[LP_ADDR_PATH_MAX + 8], *small;
   int rc, ok, n;
   rc = lp_addr_parse(text, &a);
   ok = ref_addr(text, &want);
