@@ -31,14 +31,15 @@
  * 2. Addresses. The input up to its first NUL, as a string, and that
  *    string as the host of "[%s]:1" and "%s:1", go through lp_addr_parse.
  *    The result must match a parser written here (unix:PATH with 1 to
- *    LP_ADDR_PATH_MAX - 1 bytes; [HOST]:PORT; HOST:PORT with one colon; :PORT; PORT; decimal
- *    ports 0..65535; HOST empty or "localhost" meaning 127.0.0.1, else an
- *    address glibc's inet_pton reads, IPv6 with an optional %zone). When it
- *    succeeds, the address the worker would bind (uv_ip4_addr, else
- *    uv_ip6_addr, as lp_worker.c does) must be the one glibc reads from
- *    the host, with the same port; lp_addr_format then lp_addr_parse must
- *    give the same struct; lp_addr_format into a small buffer must truncate, NUL-terminate and
- *    return the full length without writing past cap; lp_addr_is_local
+ *    LP_ADDR_PATH_MAX - 1 bytes; [HOST]:PORT; HOST:PORT with one colon;
+ *    :PORT; PORT; decimal ports 0..65535; HOST empty or "localhost"
+ *    meaning 127.0.0.1, else an address glibc's inet_pton reads, IPv6 with
+ *    an optional %zone). When it succeeds, the address the worker would
+ *    bind (uv_ip4_addr, else uv_ip6_addr, as lp_worker.c does) must be the
+ *    one glibc reads from the host, with the same port; lp_addr_format
+ *    then lp_addr_parse must give the same struct; lp_addr_format into a
+ *    small buffer must truncate, NUL-terminate and return the full length
+ *    without writing past cap; lp_addr_is_local
  *    must agree with 127.0.0.0/8, ::1 (with any zone) or unix.
  * 3. Replies. lp_proto_err with the string's first word as code and the
  *    rest as message, at caps 0 to 64, around the full length and at 128
