@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs lineprof's benchmark suite on every tested Python: 3.11 3.12 3.13, or
-# those of LINEPROF_PYTHONS (as scripts/setup.sh and scripts/test.sh do).
+# Runs lineprof's benchmark suite on 3.11 3.12 3.13 (the versions the
+# performance targets are set for), or those of LINEPROF_PYTHONS; then the
+# live view's flood bench (bench/flood.py) on the same Pythons' venvs.
 # Usage: bench/run.sh [--quick] [--no-callgrind] [--refresh]
 #        LINEPROF_PYTHONS=3.12 bench/run.sh --quick
 # Extra arguments go to bench/run.py; a --python among them replaces the list.
@@ -8,6 +9,7 @@
 # shows) and the raw numbers in bench/build/results.json.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
+PYTHONS="${LINEPROF_PYTHONS:-3.11 3.12 3.13}"
 
 args=()
 case " $* " in
@@ -24,4 +26,19 @@ if [ -z "$host" ]; then
   done
 fi
 [ -n "$host" ] || { echo "bench: no Python found to run bench/run.py" >&2; exit 1; }
-exec "$host" "$ROOT/bench/run.py" "${args[@]}" "$@"
+status=0
+"$host" "$ROOT/bench/run.py" "${args[@]}" "$@" || status=1
+
+# The flood bench: a profiled program's rate with the live view flooded.
+flood=()
+for v in $PYTHONS; do
+  venv="$(venv_of "$v")"
+  [ -x "$venv/bin/python" ] && flood+=(--python "$venv/bin/python")
+done
+if [ ${#flood[@]} -gt 0 ]; then
+  mkdir -p "$ROOT/bench/build"
+  echo "== bench/flood.py (results in bench/build/flood.md)"
+  "$host" "$ROOT/bench/flood.py" "${flood[@]}" --json "$ROOT/bench/build/flood.json" \
+    | tee "$ROOT/bench/build/flood.md" || status=1
+fi
+exit "$status"
