@@ -392,3 +392,13 @@ def uvloop_required() -> types.ModuleType:
 
 #: Marks a test (or a parameter) that needs uvloop.
 needs_uvloop = pytest.mark.usefixtures("uvloop_required")
+
+
+def child_env(**extra: str) -> Dict[str, str]:
+    """Return the environment for a child Python: this checkout first on the path, no profiling flags set."""
+    e = dict(os.environ)
+    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
+        e.pop(name, None)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(extra)
+    return e

@@ -15,24 +15,16 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Dict
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import child_env
 
-
-def env() -> Dict[str, str]:
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    return e
 
 
 def run(tmp_path, args, source: str) -> subprocess.CompletedProcess:
     (tmp_path / "prog.py").write_text(textwrap.dedent(source))
-    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env(),
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=child_env(),
                           capture_output=True, text=True, timeout=60)
 
 

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Dict, List
+from typing import List
 
 import pytest
 
+from conftest import child_env
+
 import lineprof
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 30.0
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -50,15 +51,6 @@ FORKING = """\
 """
 
 
-def env(**extra: str) -> Dict[str, str]:
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    e.update(extra)
-    return e
-
-
 def body_hits(path: str, source: str) -> int:
     stats = lineprof.load_stats(path)
     (work,) = [f for f in stats.functions if f.name == "work"]
@@ -80,7 +72,7 @@ def test_forked_child_does_not_write_over_the_parents_profile(tmp_path, worker):
     (tmp_path / "prog.py").write_text(textwrap.dedent(FORKING))
     args: List[str] = [w.format(sock=tmp_path / "s.sock") for w in worker]
     proc = subprocess.run([sys.executable, "-m", "kernprof", "-l", "-q", *args, "prog.py"],
-                          cwd=tmp_path, env=env(), capture_output=True, text=True,
+                          cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     wait_for_child(tmp_path)
@@ -95,7 +87,7 @@ def test_forked_child_of_the_explicit_profiler_does_not_write(tmp_path):
     source = "from lineprof import profile\n" + textwrap.dedent(FORKING)
     (tmp_path / "prog.py").write_text(source)
     proc = subprocess.run([sys.executable, "prog.py"], cwd=tmp_path,
-                          env=env(LINEPROF="1", LINEPROF_OUTPUT="out.lprof"),
+                          env=child_env(LINEPROF="1", LINEPROF_OUTPUT="out.lprof"),
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     wait_for_child(tmp_path)
