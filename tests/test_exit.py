@@ -11,7 +11,6 @@ empty stderr, whether the profiler was disabled or is still enabled.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
