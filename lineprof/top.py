@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import linecache
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .cli import positive_float, positive_int
 from .errors import LineprofError
+from .report import printable, source_line
 from .stats import LineStats, now_entries
 
 __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render",
@@ -176,7 +176,7 @@ def _seconds(value: float) -> str:
 
 
 def _code(file: str, lineno: int) -> str:
-    return linecache.getline(file, lineno).strip()
+    return printable(source_line(file, lineno).strip())
 
 
 def _clip(text: str, width: int) -> str:
@@ -185,13 +185,17 @@ def _clip(text: str, width: int) -> str:
 
 def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
            top: int = 10, slow: float = 0.1, width: int = 100) -> str:
-    """Return one screen of the live view, ``width`` columns wide."""
+    """Return one screen of the live view, ``width`` columns wide.
+
+    Names, files and source lines come from the program: their control
+    characters are escaped (:func:`lineprof.report.printable`).
+    """
     unit = stats.unit
     rows = [(fs, ln, rec) for fs in stats.functions for ln, rec in fs.lines.items()]
     meta = stats.meta
-    head = f"lineprof top  {address}"
+    head = f"lineprof top  {printable(address)}"
     if meta.get("python"):
-        head += f"  python {meta['python']} ({meta.get('backend', '?')})"
+        head += f"  python {printable(meta['python'])} ({printable(meta.get('backend', '?'))})"
     head += f"  {time.strftime('%H:%M:%S')}"
     live_tasks = sum(1 for t in stats.tasks if not t.is_fold)
     out = [head, f"{len(stats.functions)} profiled functions, "
@@ -201,8 +205,8 @@ def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
     if not now:
         out.append("  (no thread is on a profiled line)")
     for n in now:
-        where = f"{n['function']} ({os.path.basename(n['file'])}:{n['lineno']})"
-        task = f"  task {n['task']}" if n["task"] else ""
+        where = printable(f"{n['function']} ({os.path.basename(n['file'])}:{n['lineno']})")
+        task = f"  task {printable(n['task'])}" if n["task"] else ""
         out.append(_clip(f"  thread {n['thread']:#x}{task}  {where}  for "
                          f"{_seconds(n['elapsed'] * unit)}", width))
         code = _code(n["file"], n["lineno"])
@@ -217,7 +221,7 @@ def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
         if not picked:
             out.append("  (none)")
         for fs, ln, rec in picked[:top]:
-            where = f"{fs.name} ({os.path.basename(fs.file)}:{ln})"
+            where = printable(f"{fs.name} ({os.path.basename(fs.file)}:{ln})")
             cells = f"  {_seconds(value(rec) * unit):>10}  {rec.hits:>9,}  {_clip(where, 40):<40}  "
             out.append(_clip(cells + _code(fs.file, ln), width))
         out.append("")
