@@ -30,7 +30,14 @@ __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render
 PROG = "lineprof"
 MAGIC = b"LINEPROF/1"
 MAX_HEADER = 256
-MAX_PAYLOAD = 1 << 31  # the file format's own limit
+#: The largest reply accepted, in bytes.  The server has no cap of its own
+#: (a snapshot is a .lprof file: 36 bytes per recorded line, ~100 per task);
+#: 256 MiB would be over 7 million recorded lines, far beyond a real
+#: program's.  A longer announcement is refused before anything is read.
+MAX_REPLY = 256 << 20
+#: Replies are read in pieces of at most this many bytes, so memory grows
+#: with what arrives, not with what the server announced.
+CHUNK = 1 << 20
 
 
 class LiveError(LineprofError):
@@ -105,21 +112,29 @@ class LiveClient:
         line, _, self._pending = self._pending.partition(b"\n")
         return line
 
-    def _read_exact(self, n: int) -> bytes:
+    def _read_exact(self, n: int) -> bytearray:
+        """Return the next ``n`` bytes, read in pieces of at most CHUNK.
+
+        Raises ConnectionResetError if the connection ends first, or
+        socket.timeout if a piece does not come in time.
+        """
         assert self.sock is not None
-        parts = [self._pending[:n]]
-        got = len(parts[0])
+        data = bytearray(self._pending[:n])
         self._pending = self._pending[n:]
-        while got < n:
-            chunk = self.sock.recv(min(1 << 20, n - got))
+        while len(data) < n:
+            chunk = self.sock.recv(min(CHUNK, n - len(data)))
             if not chunk:
                 raise ConnectionResetError
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+            data += chunk
+        return data
 
-    def request(self, verb: str = "SNAPSHOT") -> bytes:
-        """Send one request and return the reply's payload; raise LiveError on failure."""
+    def request(self, verb: str = "SNAPSHOT") -> bytearray:
+        """Send one request and return the reply's payload.
+
+        Raises LiveGone if nothing listens or the connection drops at once,
+        LiveError for any other failure, among them a reply announced over
+        MAX_REPLY bytes (refused before it is read).
+        """
         fresh = self.sock is None
         if fresh:
             self.sock = self._connect()
@@ -131,9 +146,14 @@ class LiveClient:
             if words[1] == b"ERR":
                 message = words[3].decode(errors="replace") if len(words) > 3 else ""
                 raise LiveError(f"{self.text} answered: {message or words[2].decode()}")
-            if words[1] != b"OK" or not words[2].isdigit() or int(words[2]) > MAX_PAYLOAD:
+            if words[1] != b"OK" or not words[2].isdigit():
                 raise LiveError(f"{self.text} does not speak the lineprof protocol")
-            return self._read_exact(int(words[2]))
+            size = int(words[2])
+            if size > MAX_REPLY:
+                raise LiveError(f"{self.text} announced a reply of {size} bytes, over the "
+                                f"limit of {MAX_REPLY} ({MAX_REPLY >> 20} MiB): "
+                                f"not a lineprof live view?")
+            return self._read_exact(size)
         except LiveError:
             self.close()
             raise
