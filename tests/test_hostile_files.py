@@ -51,7 +51,7 @@ FAST = 10.0
 has_rich = importlib.util.find_spec("rich") is not None
 
 
-# -- writing .lprof files (docs/format.md) ------------------------------------------------------
+# -- writing .lprof files (docs/format.md) --------------------------------------------------------
 
 MAGIC = b"\x89LPROF\r\n"
 
@@ -188,7 +188,7 @@ def assert_no_control(stdout, rich=False):
     assert not found, (found[:10], stdout[:3000])
 
 
-# -- a recorded line far from its function ----------------------------------------------------------
+# -- a recorded line far from its function --------------------------------------------------------
 
 @pytest.mark.parametrize("source", [False, True], ids=["no-source", "source"])
 def test_line_far_after_firstlineno(tmp_path, source):
@@ -270,7 +270,7 @@ def test_long_source_is_cut(tmp_path, shape):
     assert rows[-1] == "   ...%43s(lines from 10001 on not shown)" % ""
 
 
-# -- sources that are not regular files ---------------------------------------------------------------
+# -- sources that are not regular files -----------------------------------------------------------
 
 def _not_regular(tmp_path, kind):
     """Return the path of a source 'file' of ``kind`` and the reason the report gives."""
@@ -317,7 +317,7 @@ def test_source_is_not_a_regular_file(tmp_path, kind, flags):
         assert f"seconds - {path}:1 - f" in res.text
 
 
-# -- control characters in names and sources --------------------------------------------------------
+# -- control characters in names and sources ------------------------------------------------------
 
 EVIL = "\x1b[2J\x1b[H\x1b]0;owned\x07\r\x9b\x7f\n"
 EVIL_SHOWN = "\\x1b[2J\\x1b[H\\x1b]0;owned\\x07\\r\\x9b\\x7f\\n"
@@ -388,7 +388,7 @@ def test_json_of_hostile_files(tmp_path, case):
     assert (fn["file"], fn["firstlineno"], fn["lines"][0]["lineno"]) == (file, first, line)
 
 
-# -- lineprof top on a hostile snapshot ------------------------------------------------------------------
+# -- lineprof top on a hostile snapshot -----------------------------------------------------------
 
 @pytest.fixture
 def sockdir():
@@ -399,7 +399,7 @@ def sockdir():
 
 
 def serve_snapshot(path, payload):
-    """Answer every SNAPSHOT request at unix socket ``path`` with ``payload``; return a stop function."""
+    """Answer each request at unix socket ``path`` with ``payload``; return a stop function."""
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen()

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
