@@ -48,6 +48,7 @@ __all__ = [
     "source_line",
     "printable",
     "MAX_SOURCE_BYTES",
+    "MAX_SOURCE_LINES",
     "MAX_BLOCK_LINES",
     "MAX_BLOCK_BYTES",
     "MAX_GAP",
@@ -109,9 +110,11 @@ def is_generated_code(filename: str) -> bool:
 # report reads sources only from regular files, up to a size, shows a
 # bounded number of rows per function, and escapes control characters.
 
-#: Source files larger than this (bytes) are not read: the report says so
-#: and shows the line numbers without their contents.
+#: Source files larger than this (bytes), or with more lines, are not
+#: shown: the report says so and shows the line numbers without their
+#: contents.  (A line costs some 60 bytes of memory once read.)
 MAX_SOURCE_BYTES = 16 << 20
+MAX_SOURCE_LINES = 1_000_000
 
 #: At most this many lines, and characters, of a function's source are
 #: shown (and tokenized to find where the function ends); a longer function
@@ -126,6 +129,7 @@ MAX_GAP = 100
 _NO_FILE = "no such file"
 _NOT_REGULAR = "not a regular file"
 _TOO_BIG = "over %d MiB" % (MAX_SOURCE_BYTES >> 20)
+_TOO_LONG = "over {:,} lines".format(MAX_SOURCE_LINES)
 
 # C0 but tab, DEL and C1: what could move the cursor, clear the screen or
 # retitle the terminal.  ESC (and the 8-bit CSI) escaped, a sequence prints
@@ -151,8 +155,11 @@ class _NoSource(Exception):
     """A source file that is not shown; ``str()`` says why ("no such file", ...)."""
 
 
-_SOURCES: "OrderedDict[str, Tuple[Tuple[int, int, int, int], List[str]]]" = OrderedDict()
-_SOURCES_KEPT = 32
+# The sources read last, by name, the newest last: (stat key, characters
+# held, the lines or why they are not shown).  At most _SOURCES_KEPT
+# characters besides the newest.
+_SOURCES: "OrderedDict[str, Tuple[Tuple[int, ...], int, Union[List[str], str]]]" = OrderedDict()
+_SOURCES_KEPT = 32 << 20
 
 
 def _source(filename: str) -> List[str]:
@@ -163,7 +170,8 @@ def _source(filename: str) -> List[str]:
     can neither hang the report nor fill its memory.  Code that has no file
     of its own (notebook cells) comes from linecache's cache.  Returns
     ``[]`` for a file that cannot be opened or decoded.  Raises
-    :class:`_NoSource` for no such file, not a regular file, or too large.
+    :class:`_NoSource` for no such file, not a regular file, or too large
+    (:data:`MAX_SOURCE_BYTES`, :data:`MAX_SOURCE_LINES`).
     """
     try:
         st = os.stat(filename)
@@ -177,15 +185,20 @@ def _source(filename: str) -> List[str]:
     if st.st_size > MAX_SOURCE_BYTES:
         raise _NoSource(_TOO_BIG)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    cached = _SOURCES.get(filename)
-    if cached is not None and cached[0] == key:
-        _SOURCES.move_to_end(filename)
-        return cached[1]
-    lines = _read_source(filename)
-    _SOURCES[filename] = (key, lines)
-    if len(_SOURCES) > _SOURCES_KEPT:
-        _SOURCES.popitem(last=False)
-    return lines
+    cached = _SOURCES.pop(filename, None)
+    if cached is None or cached[0] != key:
+        try:
+            lines: Union[List[str], str] = _read_source(filename)
+        except _NoSource as exc:  # kept too, so that it is not read again
+            lines = str(exc)
+        cached = (key, sum(map(len, lines)) if isinstance(lines, list) else 0, lines)
+    _SOURCES[filename] = cached
+    kept = sum(size for _, size, _ in _SOURCES.values())
+    while kept > _SOURCES_KEPT and len(_SOURCES) > 1:
+        kept -= _SOURCES.popitem(last=False)[1][1]
+    if isinstance(cached[2], str):
+        raise _NoSource(cached[2])
+    return cached[2]
 
 
 def _read_source(filename: str) -> List[str]:
@@ -193,7 +206,7 @@ def _read_source(filename: str) -> List[str]:
 
     Raises :class:`_NoSource` if it is no longer a regular file once
     opened, or holds more than :data:`MAX_SOURCE_BYTES` (a file in /proc
-    says size 0).
+    says size 0) or :data:`MAX_SOURCE_LINES`.
     """
     flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
              | getattr(os, "O_CLOEXEC", 0))
@@ -219,6 +232,8 @@ def _read_source(filename: str) -> List[str]:
     if size > MAX_SOURCE_BYTES:
         raise _NoSource(_TOO_BIG)
     data = b"".join(chunks)
+    if data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") > MAX_SOURCE_LINES:
+        raise _NoSource(_TOO_LONG)
     try:  # as linecache does, through tokenize.open: coding cookie, BOM, universal newlines
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         lines = io.TextIOWrapper(io.BytesIO(data), encoding).readlines()

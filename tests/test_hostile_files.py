@@ -285,6 +285,10 @@ def _not_regular(tmp_path, kind):
     if kind == "directory":
         os.mkdir(path)
         return path, "not a regular file"
+    if kind == "many-lines":  # read as a list of lines, ~1 GB
+        with open(path, "wb") as f:
+            f.write(b"\n" * (15 << 20))
+        return path, "over 1,000,000 lines"
     assert kind == "huge"  # sparse: 17 MiB of NUL bytes that take no disk
     with open(path, "wb") as f:
         f.truncate(17 << 20)
@@ -301,7 +305,8 @@ def _source_profile(path):
         now((1, 1, 10**6, 0, 2)))
 
 
-@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "fifo", "directory", "huge"])
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "fifo", "directory", "huge",
+                                  "many-lines"])
 @pytest.mark.parametrize("flags", [(), ("--summarize", "-t", "-m", "--slow", "0"), ("-r",)],
                          ids=["plain", "sections", "rich"])
 def test_source_is_not_a_regular_file(tmp_path, kind, flags):
@@ -463,3 +468,36 @@ def test_top_renders_a_hostile_snapshot(tmp_path, sockdir, json_out):
     assert f"f{EVIL_SHOWN}"[:30] in text
     assert f"task Task{EVIL_SHOWN}"[:30] in text
     assert SOURCE_EVIL_SHOWN in text
+
+
+# -- ordinary sources read as linecache reads them -------------------------------------------------
+
+@pytest.mark.parametrize("data", [
+    b"def f():\n    return 1\n",
+    b"def f():\r\n    return 1\r\n",
+    b"def f():\r    return 1\r",
+    b"\xef\xbb\xbfdef f():\n    return '\xc3\xa9'\n",
+    b"# -*- coding: latin-1 -*-\ndef f():\n    return '\xe9'\n",
+    b"def f():\n\x0c\n    return 1",
+    b"def f():\n    return '\xff'\n",  # not UTF-8: no source
+], ids=["lf", "crlf", "cr", "bom", "latin-1", "no-final-newline", "bad-utf8"])
+def test_sources_read_as_linecache_reads_them(tmp_path, data):
+    import linecache
+
+    from lineprof.report import source_line
+
+    path = tmp_path / "src.py"
+    path.write_bytes(data)
+    expected = linecache.getlines(str(path))
+    got = [source_line(str(path), n) for n in range(1, len(expected) + 2)]
+    assert got == expected + [""]
+
+
+def test_an_edited_source_is_read_again(tmp_path):
+    from lineprof.report import source_line
+
+    path = tmp_path / "src.py"
+    path.write_text("a = 1\n")
+    assert source_line(str(path), 1) == "a = 1\n"
+    path.write_text("b = 22\n")  # another size: seen even within one mtime tick
+    assert source_line(str(path), 1) == "b = 22\n"
