@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("lineprof._lineprof") is None,
                        reason="the C extension is not built"),
-    pytest.mark.skipif(not hasattr(os, "wait4") or not hasattr(socket, "AF_UNIX"),
+    pytest.mark.skipif(not hasattr(socket, "AF_UNIX"),
                        reason="POSIX only"),
 ]
 
@@ -51,26 +51,53 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+# ``python -m lineprof ARGS`` (runpy does what -m does), then the process's
+# peak RSS since exec (VmHWM) to $LINEPROF_TEST_HWM: a forked child's
+# ru_maxrss would count the pages it shared with pytest before exec.
+RUN_LINEPROF = """\
+import os, runpy
+try:
+    runpy.run_module("lineprof", run_name="__main__", alter_sys=True)
+finally:
+    try:
+        with open("/proc/self/status") as status, open(os.environ["LINEPROF_TEST_HWM"], "w") as f:
+            f.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    except OSError:  # no /proc here
+        pass
+"""
+
+
 def top_limited(*args):
-    """Run ``python -m lineprof top ARGS``; return (status, stderr lines, seconds, peak RSS MiB)."""
+    """Run ``python -m lineprof top ARGS`` under the memory limit.
+
+    Returns (exit status, stderr lines, seconds, peak RSS in MiB or 0
+    where there is no /proc); the child is killed after TIMEOUT.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("LINEPROF", None)
-    with tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "lineprof", "top", *args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, preexec_fn=_limit_memory)
-        timer = threading.Timer(TIMEOUT, proc.kill)
-        timer.start()
+    with tempfile.TemporaryDirectory() as scratch:
+        env["LINEPROF_TEST_HWM"] = hwm = os.path.join(scratch, "hwm")
+        with open(os.path.join(scratch, "err"), "w+b") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-c", RUN_LINEPROF, "top", *args],
+                                    env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err,
+                                    preexec_fn=_limit_memory)
+            try:
+                proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            seconds = time.monotonic() - start
+            err.seek(0)
+            lines = err.read().decode("utf-8", "replace").splitlines()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return (proc.returncode, err.read().decode("utf-8", "replace").splitlines(),
-                time.monotonic() - start, usage.ru_maxrss / 1024)
+            with open(hwm) as f:
+                rss = int(f.read()) / 1024
+        except (OSError, ValueError):
+            rss = 0.0
+    return proc.returncode, lines, seconds, rss
 
 
 def serve(path, header, send=1 << 40, stall=False):
