@@ -16,11 +16,17 @@ active and await time).
 from __future__ import annotations
 
 import inspect
+import io
+import itertools
 import linecache
 import os
+import re
+import stat
 import sys
 import tempfile
-from typing import IO, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import tokenize
+from collections import OrderedDict
+from typing import IO, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import LineprofError
 from .stats import FunctionStats, LineRecord, LineStats, TaskRecord
@@ -39,6 +45,13 @@ __all__ = [
     "rich_available",
     "require_rich",
     "get_code_block",
+    "source_line",
+    "printable",
+    "MAX_SOURCE_BYTES",
+    "MAX_SOURCE_LINES",
+    "MAX_BLOCK_LINES",
+    "MAX_BLOCK_BYTES",
+    "MAX_GAP",
 ]
 
 #: Minimum column widths; line_profiler's defaults plus ours.
@@ -89,16 +102,224 @@ def is_generated_code(filename: str) -> bool:
             or filename.startswith(os.path.join(tmp, "xpython_")))
 
 
+# -- what a profile may make the report read and show ----------------------------
+#
+# A profile names its source files and line numbers, and a crafted one can
+# name anything: /dev/zero, a FIFO, a huge file, a line 10**8 lines after
+# its function's first line, names full of terminal escape sequences.  The
+# report reads sources only from regular files, up to a size, shows a
+# bounded number of rows per function, and escapes control characters.
+
+#: Source files larger than this (bytes), or with more lines, are not
+#: shown: the report says so and shows the line numbers without their
+#: contents.  (A line costs some 60 bytes of memory once read.)
+MAX_SOURCE_BYTES = 16 << 20
+MAX_SOURCE_LINES = 1_000_000
+
+#: At most this many lines, and characters, of a function's source are
+#: shown (and tokenized to find where the function ends); a longer function
+#: ends with a marker row.
+MAX_BLOCK_LINES = 10_000
+MAX_BLOCK_BYTES = 512 << 10
+
+#: Without the source, a run of more than this many line numbers with no
+#: data between the shown ones becomes one marker row.
+MAX_GAP = 100
+
+_NO_FILE = "no such file"
+_NOT_REGULAR = "not a regular file"
+_TOO_BIG = "over %d MiB" % (MAX_SOURCE_BYTES >> 20)
+_TOO_LONG = "over {:,} lines".format(MAX_SOURCE_LINES)
+
+# C0 but tab, DEL and C1: what could move the cursor, clear the screen or
+# retitle the terminal.  ESC (and the 8-bit CSI) escaped, a sequence prints
+# as plain text.
+_CONTROL = re.compile("[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with its control characters escaped: ``\\n``, ``\\r``, ``\\x1b``...
+
+    Tabs stay; other C0 characters, DEL and C1 become escapes, so a name or
+    source line from a profile cannot drive the reader's terminal.  Text
+    without them is returned as is.
+    """
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(
+        lambda m: _NAMED_CONTROLS.get(m.group(), "\\x%02x" % ord(m.group())), text)
+
+
+class _NoSource(Exception):
+    """A source file that is not shown; ``str()`` says why ("no such file", ...)."""
+
+
+# The sources read last, by name, the newest last: (stat key, characters
+# held, the lines or why they are not shown).  At most _SOURCES_KEPT
+# characters besides the newest.
+_SOURCES: "OrderedDict[str, Tuple[Tuple[int, ...], int, Union[List[str], str]]]" = OrderedDict()
+_SOURCES_KEPT = 32 << 20
+
+
+def _source(filename: str) -> List[str]:
+    """Return the lines of ``filename`` as :mod:`linecache` has them (newlines kept).
+
+    Only a regular file of at most :data:`MAX_SOURCE_BYTES` is read, opened
+    without blocking: a FIFO, a device or a huge file named by a profile
+    can neither hang the report nor fill its memory.  Code that has no file
+    of its own (notebook cells) comes from linecache's cache.  Returns
+    ``[]`` for a file that cannot be opened or decoded.  Raises
+    :class:`_NoSource` for no such file, not a regular file, or too large
+    (:data:`MAX_SOURCE_BYTES`, :data:`MAX_SOURCE_LINES`).
+    """
+    try:
+        st = os.stat(filename)
+    except (OSError, ValueError):  # ValueError: a NUL in the name
+        if is_generated_code(filename):
+            entry = linecache.cache.get(filename)
+            return entry[2] if entry is not None and len(entry) > 2 else []
+        raise _NoSource(_NO_FILE) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _NoSource(_NOT_REGULAR)
+    if st.st_size > MAX_SOURCE_BYTES:
+        raise _NoSource(_TOO_BIG)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _SOURCES.pop(filename, None)
+    if cached is None or cached[0] != key:
+        try:
+            lines: Union[List[str], str] = _read_source(filename)
+        except _NoSource as exc:  # kept too, so that it is not read again
+            lines = str(exc)
+        cached = (key, sum(map(len, lines)) if isinstance(lines, list) else 0, lines)
+    _SOURCES[filename] = cached
+    kept = sum(size for _, size, _ in _SOURCES.values())
+    while kept > _SOURCES_KEPT and len(_SOURCES) > 1:
+        kept -= _SOURCES.popitem(last=False)[1][1]
+    if isinstance(cached[2], str):
+        raise _NoSource(cached[2])
+    return cached[2]
+
+
+def _read_source(filename: str) -> List[str]:
+    """Return the decoded lines of regular file ``filename``, or ``[]`` if it cannot be read.
+
+    Raises :class:`_NoSource` if it is no longer a regular file once
+    opened, or holds more than :data:`MAX_SOURCE_BYTES` (a file in /proc
+    says size 0) or :data:`MAX_SOURCE_LINES`.
+    """
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(filename, flags)
+    except OSError:
+        return []
+    chunks: List[bytes] = []
+    size = 0
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+            raise _NoSource(_NOT_REGULAR)
+        while size <= MAX_SOURCE_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_SOURCE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    if size > MAX_SOURCE_BYTES:
+        raise _NoSource(_TOO_BIG)
+    data = b"".join(chunks)
+    if data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") > MAX_SOURCE_LINES:
+        raise _NoSource(_TOO_LONG)
+    try:  # as linecache does, through tokenize.open: coding cookie, BOM, universal newlines
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        lines = io.TextIOWrapper(io.BytesIO(data), encoding).readlines()
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return []
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
+
+
+def source_line(filename: str, lineno: int) -> str:
+    """Return line ``lineno`` of ``filename`` with its newline, or ``""`` if it cannot be shown.
+
+    Like :func:`linecache.getline`, but reads only what :func:`get_code_block` would.
+    """
+    try:
+        lines = _source(filename)
+    except _NoSource:
+        return ""
+    return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
+
+
+def _block(lines: Sequence[str], lineno: int) -> Tuple[List[str], bool]:
+    """Return the block of ``lines`` that starts at line ``lineno``, and whether it was cut.
+
+    The block is :func:`inspect.getblock`'s, over at most
+    :data:`MAX_BLOCK_LINES` lines and :data:`MAX_BLOCK_BYTES` characters from
+    ``lineno`` on; it is cut if it fills them and the file goes on.
+    ``([], False)`` if there is no line ``lineno``.
+    """
+    if not 1 <= lineno <= len(lines):
+        return [], False
+    head: List[str] = []
+    size = 0
+    for line in lines[lineno - 1:lineno - 1 + MAX_BLOCK_LINES]:
+        size += len(line)
+        if size > MAX_BLOCK_BYTES:
+            break
+        head.append(line)
+    try:
+        block = inspect.getblock(head)
+    except Exception:  # the tokenizer gave up: show all we took
+        block = head
+    return block, len(block) == len(head) and lineno - 1 + len(head) < len(lines)
+
+
 def get_code_block(filename: str, lineno: int) -> List[str]:
     """Return the source lines of the block (def, class, ...) that starts at ``lineno``.
 
-    Reads through :mod:`linecache`; returns ``[]`` if there is no such line.
+    At most :data:`MAX_BLOCK_LINES` lines.  Returns ``[]`` if there is no
+    such line, or the file is not shown (not a regular file, over
+    :data:`MAX_SOURCE_BYTES`, unreadable).
     """
-    lines = linecache.getlines(filename)[lineno - 1:]
     try:
-        return inspect.getblock(lines)
-    except Exception:  # the tokenizer gave up: show to the end of the file
-        return lines
+        lines = _source(filename)
+    except _NoSource:
+        return []
+    return _block(lines, lineno)[0]
+
+
+#: The line-number cell of a row that stands for lines not shown.
+ELIDED = "..."
+
+
+def _blank_rows(start: int, linenos: Sequence[int]) -> Iterator[Tuple[Union[int, str], str]]:
+    """Yield the rows of a function whose source is not shown: ``(lineno, "")``.
+
+    The lines are line_profiler's, ``start`` on, as many as from the lowest
+    line (or ``start``) to the highest recorded one; but each run of more
+    than :data:`MAX_GAP` lines without data is one row ``(ELIDED, "(lines A
+    to B not shown)")``.  So the rows are bounded by the recorded lines,
+    whatever their numbers.  ``linenos`` is sorted.
+    """
+    nlines = 1 if not linenos else max(linenos) - min(min(linenos), start) + 1
+    end = start + nlines - 1
+    yield start, ""
+    prev = start
+    for ln in itertools.chain((ln for ln in linenos if start < ln <= end), (end + 1,)):
+        if ln - prev - 1 > MAX_GAP:
+            yield ELIDED, f"(lines {prev + 1} to {ln - 1} not shown)"
+        else:
+            for k in range(prev + 1, ln):
+                yield k, ""
+        if ln <= end:
+            yield ln, ""
+        prev = ln
 
 
 def _fmt_time(value: float, width: int) -> str:
@@ -145,6 +366,11 @@ def show_func(
     """Write the table for one function to ``stream`` (default stdout); returns None.
 
     With ``stripzeros``, writes nothing for a function that was never hit.
+    The rows are line_profiler's: the function's block in its source, or,
+    without the source, blank lines numbered up to the last recorded one;
+    but the block is at most :data:`MAX_BLOCK_LINES` lines and, without
+    source, a run of over :data:`MAX_GAP` lines without data is one row.
+    Control characters in names and source are escaped (:func:`printable`).
     """
     if stream is None:
         stream = sys.stdout
@@ -169,21 +395,28 @@ def show_func(
     stream.write("Total time: %g s\n" % (fs.total_time * unit))
     if fs.is_async:
         stream.write("Total await: %g s\n" % (fs.total_await * unit))
-    if os.path.exists(filename) or is_generated_code(filename):
-        stream.write(f"File: {filename}\n")
-        stream.write(f"Function: {fs.name} at line {start_lineno}\n")
-        if os.path.exists(filename):
-            linecache.checkcache(filename)
-        sublines = get_code_block(filename, start_lineno)
-    else:
+    rows: Iterator[Tuple[Union[int, str], str]]
+    try:
+        source = _source(filename)
+    except _NoSource as exc:
         stream.write("\n")
-        stream.write(f"Could not find file {filename}\n")
-        stream.write("Are you sure you are running this program from the same directory\n")
-        stream.write("that you ran the profiler from?\n")
+        if str(exc) == _NO_FILE:
+            stream.write(f"Could not find file {printable(filename)}\n")
+            stream.write("Are you sure you are running this program from the same directory\n")
+            stream.write("that you ran the profiler from?\n")
+        else:
+            stream.write(f"Not reading file {printable(filename)}: {exc}\n")
         stream.write("Continuing without the function's contents.\n")
         # Blank source lines, so the numbers still show.
-        nlines = 1 if not linenos else max(linenos) - min(min(linenos), start_lineno) + 1
-        sublines = [""] * nlines
+        rows = _blank_rows(start_lineno, linenos)
+    else:
+        stream.write(f"File: {printable(filename)}\n")
+        stream.write(f"Function: {printable(fs.name)} at line {start_lineno}\n")
+        block, cut = _block(source, start_lineno)
+        rows = zip(itertools.count(start_lineno), block)
+        if cut:
+            rows = itertools.chain(rows, [(ELIDED, "(lines from %d on not shown)"
+                                           % (start_lineno + len(block)))])
 
     widths = dict(COLUMN_WIDTHS)
     display = _display_rows(fs, scalar, widths, async_cols)
@@ -203,13 +436,12 @@ def show_func(
     stream.write("\n")
 
     empty = ("",) * (len(cols) - 1)
-    rows = list(zip(range(start_lineno, start_lineno + len(sublines)), sublines))
     if rich:
-        _write_rich_rows(stream, lhs_template, rows, display, empty)
+        _write_rich_rows(stream, lhs_template, list(rows), display, empty)
     else:
         for lineno, line in rows:
             cells = display.get(lineno, empty)
-            code = line.rstrip("\n").rstrip("\r")
+            code = printable(line.rstrip("\n").rstrip("\r"))
             try:
                 stream.write(template % ((lineno,) + cells + (code,)))
             except UnicodeEncodeError:
@@ -229,7 +461,7 @@ def _write_rich_rows(stream, lhs_template, rows, display, empty) -> None:
     from rich.text import Text
 
     lhs_lines = [lhs_template % ((lineno,) + display.get(lineno, empty)) for lineno, _ in rows]
-    code_lines = [line.rstrip("\n").rstrip("\r") for _, line in rows]
+    code_lines = [printable(line.rstrip("\n").rstrip("\r")) for _, line in rows]
     lhs = Text("\n".join(lhs_lines))
     ReprHighlighter().highlight(lhs)
     rhs = Syntax("\n".join(code_lines), "python", background_color="default")
@@ -261,7 +493,8 @@ def show_summary(
     console = None
     if rich and rich_available():
         from rich.console import Console
-        from rich.markup import escape
+        from rich.style import Style
+        from rich.text import Text
 
         console = Console(file=stream, soft_wrap=True, color_system="standard")
     for fs in functions:
@@ -271,13 +504,17 @@ def show_summary(
         suffix = ""
         if fs.is_async and fs.total_await:
             suffix = " (await %.2f s)" % (fs.total_await * stats.unit)
+        file, name = printable(fs.file), printable(fs.name)
         if console is not None:
-            link = f"[link={fs.file}]{escape(fs.file)}[/link]"
-            console.print(SUMMARY_TEMPLATE % (total_time, link, fs.firstlineno,
-                                              escape(fs.name)) + escape(suffix))
+            # Text, not markup: a name with "[" in it is not read as a tag.
+            head, tail = SUMMARY_TEMPLATE.split("%s:", 1)
+            text = Text(head % total_time)
+            text.append(file, Style(link=fs.file) if file == fs.file else None)
+            text.append(":" + tail % (fs.firstlineno, name) + suffix)
+            console.print(console.highlighter(text))
         else:
-            stream.write(SUMMARY_TEMPLATE % (total_time, fs.file, fs.firstlineno,
-                                             fs.name) + suffix + "\n")
+            stream.write(SUMMARY_TEMPLATE % (total_time, file, fs.firstlineno,
+                                             name) + suffix + "\n")
 
 
 def _write_line(stream: IO[str], text: str) -> None:
@@ -369,9 +606,9 @@ def show_slow_lines(
     """Write the slow-lines section for ``threshold`` seconds (see :func:`slow_lines`); returns None.
 
     Writes nothing when no line qualifies.  Max is shown in ``output_unit``
-    (default: the stats' unit), with the line's source text from
-    :mod:`linecache` (blank if the file cannot be read).  Raises ValueError
-    for a negative threshold.
+    (default: the stats' unit), with the line's source text (blank if the
+    file cannot be shown, see :func:`source_line`).  Raises ValueError for
+    a negative threshold.
     """
     if stream is None:
         stream = sys.stdout
@@ -384,19 +621,14 @@ def show_slow_lines(
     else:
         stream.write("Lines that held the thread longer than %g ms (Max):\n\n"
                      % (threshold * 1000))
-    checked = set()
     rows = []
     for fs, lineno, rec in found:
-        if fs.file not in checked:
-            checked.add(fs.file)
-            if os.path.exists(fs.file):
-                linecache.checkcache(fs.file)
         hits = "%d" % rec.hits
         if len(hits) > COLUMN_WIDTHS["hits"]:
             hits = "%g" % rec.hits
         rows.append((_fmt_time(rec.max_ * scalar, COLUMN_WIDTHS["max"]), hits,
-                     f"{fs.file}:{lineno}", fs.name,
-                     linecache.getline(fs.file, lineno).strip()))
+                     f"{printable(fs.file)}:{lineno}", printable(fs.name),
+                     printable(source_line(fs.file, lineno).strip())))
     _write_table(stream, ("Max", "Hits", "File:Line", "Function", "Line Contents"), rows,
                  (COLUMN_WIDTHS["max"], COLUMN_WIDTHS["hits"], 0, 0, 0),
                  (False, False, True, True, True))
@@ -452,9 +684,11 @@ def show_tasks(
         stream.write("Top %d tasks by %s:\n\n" % (len(chosen), title))
         rows = []
         for t in chosen:
-            name = f"{t.name} {times}{t.folded} (folded)" if t.is_fold else t.name
+            name = printable(t.name)
+            if t.is_fold:
+                name = f"{name} {times}{t.folded} (folded)"
             active = "" if t.wall == 0 else "%5.1f" % (100.0 * t.time / t.wall)
-            rows.append(("-" if t.is_fold else "%d" % t.id, name, t.coro,
+            rows.append(("-" if t.is_fold else "%d" % t.id, name, printable(t.coro),
                          _fmt_time(t.time * scalar, COLUMN_WIDTHS["time"]),
                          _fmt_time(t.await_ * scalar, COLUMN_WIDTHS["await"]),
                          _fmt_time(t.wall * scalar, COLUMN_WIDTHS["time"]),
@@ -535,9 +769,9 @@ def show_now(stats: LineStats, stream: Optional[IO[str]] = None,
     stream.write("\nRunning when this snapshot was taken (time on the line so far, "
                  "in timer units):\n\n")
     for n in stats.now:
-        task = f"  task {n['task']}" if n["task"] else ""
+        task = f"  task {printable(n['task'])}" if n["task"] else ""
         stream.write(f"{n['elapsed'] * scale:>12.1f}  thread {n['thread']:#x}{task}  "
-                     f"{n['function']} ({n['file']}:{n['lineno']})\n")
-        code = linecache.getline(n["file"], n["lineno"]).strip()
+                     f"{printable(n['function'])} ({printable(n['file'])}:{n['lineno']})\n")
+        code = printable(source_line(n["file"], n["lineno"]).strip())
         if code:
             stream.write(f"{'':>12}      {code}\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import linecache
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .cli import positive_float, positive_int
 from .errors import LineprofError
+from .report import printable, source_line
 from .stats import LineStats, now_entries
 
 __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render",
@@ -30,7 +30,14 @@ __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render
 PROG = "lineprof"
 MAGIC = b"LINEPROF/1"
 MAX_HEADER = 256
-MAX_PAYLOAD = 1 << 31  # the file format's own limit
+#: The largest reply accepted, in bytes.  The server has no cap of its own
+#: (a snapshot is a .lprof file: 36 bytes per recorded line, ~100 per task);
+#: 256 MiB would be over 7 million recorded lines, far beyond a real
+#: program's.  A longer announcement is refused before anything is read.
+MAX_REPLY = 256 << 20
+#: Replies are read in pieces of at most this many bytes, so memory grows
+#: with what arrives, not with what the server announced.
+CHUNK = 1 << 20
 
 
 class LiveError(LineprofError):
@@ -105,21 +112,29 @@ class LiveClient:
         line, _, self._pending = self._pending.partition(b"\n")
         return line
 
-    def _read_exact(self, n: int) -> bytes:
+    def _read_exact(self, n: int) -> bytearray:
+        """Return the next ``n`` bytes, read in pieces of at most CHUNK.
+
+        Raises ConnectionResetError if the connection ends first, or
+        socket.timeout if a piece does not come in time.
+        """
         assert self.sock is not None
-        parts = [self._pending[:n]]
-        got = len(parts[0])
+        data = bytearray(self._pending[:n])
         self._pending = self._pending[n:]
-        while got < n:
-            chunk = self.sock.recv(min(1 << 20, n - got))
+        while len(data) < n:
+            chunk = self.sock.recv(min(CHUNK, n - len(data)))
             if not chunk:
                 raise ConnectionResetError
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+            data += chunk
+        return data
 
-    def request(self, verb: str = "SNAPSHOT") -> bytes:
-        """Send one request and return the reply's payload; raise LiveError on failure."""
+    def request(self, verb: str = "SNAPSHOT") -> bytearray:
+        """Send one request and return the reply's payload.
+
+        Raises LiveGone if nothing listens or the connection drops at once,
+        LiveError for any other failure, among them a reply announced over
+        MAX_REPLY bytes (refused before it is read).
+        """
         fresh = self.sock is None
         if fresh:
             self.sock = self._connect()
@@ -131,9 +146,14 @@ class LiveClient:
             if words[1] == b"ERR":
                 message = words[3].decode(errors="replace") if len(words) > 3 else ""
                 raise LiveError(f"{self.text} answered: {message or words[2].decode()}")
-            if words[1] != b"OK" or not words[2].isdigit() or int(words[2]) > MAX_PAYLOAD:
+            if words[1] != b"OK" or not words[2].isdigit():
                 raise LiveError(f"{self.text} does not speak the lineprof protocol")
-            return self._read_exact(int(words[2]))
+            size = int(words[2])
+            if size > MAX_REPLY:
+                raise LiveError(f"{self.text} announced a reply of {size} bytes, over the "
+                                f"limit of {MAX_REPLY} ({MAX_REPLY >> 20} MiB): "
+                                f"not a lineprof live view?")
+            return self._read_exact(size)
         except LiveError:
             self.close()
             raise
@@ -176,7 +196,7 @@ def _seconds(value: float) -> str:
 
 
 def _code(file: str, lineno: int) -> str:
-    return linecache.getline(file, lineno).strip()
+    return printable(source_line(file, lineno).strip())
 
 
 def _clip(text: str, width: int) -> str:
@@ -185,13 +205,17 @@ def _clip(text: str, width: int) -> str:
 
 def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
            top: int = 10, slow: float = 0.1, width: int = 100) -> str:
-    """Return one screen of the live view, ``width`` columns wide."""
+    """Return one screen of the live view, ``width`` columns wide.
+
+    Names, files and source lines come from the program: their control
+    characters are escaped (:func:`lineprof.report.printable`).
+    """
     unit = stats.unit
     rows = [(fs, ln, rec) for fs in stats.functions for ln, rec in fs.lines.items()]
     meta = stats.meta
-    head = f"lineprof top  {address}"
+    head = f"lineprof top  {printable(address)}"
     if meta.get("python"):
-        head += f"  python {meta['python']} ({meta.get('backend', '?')})"
+        head += f"  python {printable(meta['python'])} ({printable(meta.get('backend', '?'))})"
     head += f"  {time.strftime('%H:%M:%S')}"
     live_tasks = sum(1 for t in stats.tasks if not t.is_fold)
     out = [head, f"{len(stats.functions)} profiled functions, "
@@ -201,8 +225,8 @@ def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
     if not now:
         out.append("  (no thread is on a profiled line)")
     for n in now:
-        where = f"{n['function']} ({os.path.basename(n['file'])}:{n['lineno']})"
-        task = f"  task {n['task']}" if n["task"] else ""
+        where = printable(f"{n['function']} ({os.path.basename(n['file'])}:{n['lineno']})")
+        task = f"  task {printable(n['task'])}" if n["task"] else ""
         out.append(_clip(f"  thread {n['thread']:#x}{task}  {where}  for "
                          f"{_seconds(n['elapsed'] * unit)}", width))
         code = _code(n["file"], n["lineno"])
@@ -217,7 +241,7 @@ def render(stats: LineStats, now: List[Dict[str, Any]], *, address: str = "",
         if not picked:
             out.append("  (none)")
         for fs, ln, rec in picked[:top]:
-            where = f"{fs.name} ({os.path.basename(fs.file)}:{ln})"
+            where = printable(f"{fs.name} ({os.path.basename(fs.file)}:{ln})")
             cells = f"  {_seconds(value(rec) * unit):>10}  {rec.hits:>9,}  {_clip(where, 40):<40}  "
             out.append(_clip(cells + _code(fs.file, ln), width))
         out.append("")
