@@ -511,7 +511,10 @@ def test_sources_read_as_linecache_reads_them(tmp_path, data):
 
     path = tmp_path / "src.py"
     path.write_bytes(data)
-    expected = linecache.getlines(str(path))
+    try:
+        expected = linecache.getlines(str(path))
+    except UnicodeDecodeError:  # 3.8's linecache raises where 3.9+ gives no lines
+        expected = []
     got = [source_line(str(path), n) for n in range(1, len(expected) + 2)]
     assert got == expected + [""]
 
