@@ -4,6 +4,7 @@ The C sources come from csrc/sources.txt, the list CMakeLists.txt reads too.
 libuv is found with pkg-config.
 """
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import sys
 from setuptools import Extension, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VERSION = "0.1.0"
+with open(os.path.join(HERE, "lineprof", "_version.py")) as _f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', _f.read()).group(1)
 
 
 def c_sources():

@@ -58,6 +58,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # lineprof's: one version for the two
+        from lineprof._version import __version__
+
+        return __version__
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'kernprof' has no attribute {name!r}")

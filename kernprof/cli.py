@@ -138,7 +138,24 @@ def _profile_and_report(opts: argparse.Namespace, guard: signals.HeldSignals) ->
         install_trimming_excepthook()
         raise outcome
     print_exception(outcome)
+    if _is_missing_profile(outcome) and not (opts.builtin or opts.line_by_line):
+        say(sys.stderr, f"{PROG}: hint: `profile` is defined only with -l (line by line) "
+                        f"or -b: try kernprof -l "
+                        f"{' '.join(shlex.quote(a) for a in _command(opts))}")
     return 1
+
+
+def _is_missing_profile(exc: BaseException) -> bool:
+    """Return whether ``exc`` is the NameError of code that uses ``@profile`` without it being defined."""
+    return (isinstance(exc, NameError) and not isinstance(exc, UnboundLocalError)
+            and str(exc) == "name 'profile' is not defined")
+
+
+def _command(opts: argparse.Namespace) -> list:
+    """Return what kernprof was asked to run: the script and its arguments, -m or -c."""
+    if opts.mode == "script":
+        return [opts.target, *opts.args]
+    return [f"-{opts.mode}", opts.target, *opts.args]
 
 
 def _start_worker(prof: Any, opts: argparse.Namespace, outfile: str) -> None:

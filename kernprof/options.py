@@ -15,6 +15,12 @@ from .errors import PROG, KernprofError
 
 DEFAULT_UNIT = 1e-6
 
+
+def _version() -> str:
+    from lineprof._version import __version__
+
+    return __version__
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit 2)."""
 
@@ -114,6 +120,8 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, allow_abbrev=False,
         description="Run and profile a Python script, module (-m) or code string (-c).")
+    parser.add_argument("-V", "--version", action="version", version=_version(),
+                        help="print the version and exit")
     prof = parser.add_argument_group("profiling options")
     prof.add_argument("-l", "--line-by-line", action="store_true",
                       help="line-profile the functions decorated with @profile "

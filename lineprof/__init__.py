@@ -11,6 +11,7 @@ Importing this package does not import the C extension; creating a
 
 from __future__ import annotations
 
+from ._version import __version__
 from .api import LineProfiler
 from .errors import LineprofError
 from .explicit import GlobalProfiler, profile
@@ -28,5 +29,6 @@ __all__ = [
     "merge_stats",
     "profile",
     "show_text",
+    "__version__",
 ]
 

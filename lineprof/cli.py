@@ -14,6 +14,7 @@ import os
 import sys
 from typing import NoReturn, Optional, Sequence
 
+from ._version import __version__
 from .errors import LineprofError
 from .report import DEFAULT_SLOW, DEFAULT_TOP, require_rich, show_text
 from .stats import load_stats, merge_stats
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "kernprof -l, LINEPROF=1 or LineProfiler.dump_stats). "
                     "Several files are summed. `python -m lineprof top ADDR` "
                     "watches a program running under kernprof -l --live ADDR.")
+    parser.add_argument("-V", "--version", action="version", version=__version__,
+                        help="print lineprof's version and exit")
     parser.add_argument("-u", "--unit", type=positive_float, default=DEFAULT_UNIT,
                         help=f"output unit in seconds for times (default: {DEFAULT_UNIT:g})")
     parser.add_argument("-z", "--skip-zero", action="store_true",

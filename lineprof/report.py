@@ -605,15 +605,26 @@ def show_slow_lines(
 ) -> None:
     """Write the slow-lines section for ``threshold`` seconds (see :func:`slow_lines`); returns None.
 
-    Writes nothing when no line qualifies.  Max is shown in ``output_unit``
-    (default: the stats' unit), with the line's source text (blank if the
-    file cannot be shown, see :func:`source_line`).  Raises ValueError for
-    a negative threshold.
+    When no line qualifies, one line says so and names the line with the
+    longest Max, so that a threshold never hides silently what is there
+    (nothing at all for a profile without any timed line); when lines are
+    left out under the threshold, a last line counts them.  Max is shown in
+    ``output_unit`` (default: the stats' unit), with the line's source text
+    (blank if the file cannot be shown, see :func:`source_line`).  Raises
+    ValueError for a negative threshold.
     """
     if stream is None:
         stream = sys.stdout
     found = slow_lines(stats, threshold)
+    recorded = [(fs, lineno, rec) for fs in stats.functions
+                for lineno, rec in fs.lines.items() if rec.max_ > 0]
     if not found:
+        if recorded:
+            fs, lineno, rec = max(recorded, key=lambda item: item[2].max_)
+            stream.write("No line held its thread longer than %g ms; the longest Max was "
+                         "%s, %s:%d in %s (--slow MS lowers the threshold).\n\n"
+                         % (threshold * 1000, _seconds_text(rec.max_ * stats.unit),
+                            printable(fs.file), lineno, printable(fs.name)))
         return
     scalar = stats.unit / (output_unit if output_unit is not None else stats.unit)
     if threshold == 0:
@@ -632,7 +643,20 @@ def show_slow_lines(
     _write_table(stream, ("Max", "Hits", "File:Line", "Function", "Line Contents"), rows,
                  (COLUMN_WIDTHS["max"], COLUMN_WIDTHS["hits"], 0, 0, 0),
                  (False, False, True, True, True))
+    below = len(recorded) - len(found)
+    if threshold > 0 and below > 0:
+        stream.write("(%d more line%s under %g ms; --slow 0 lists every line)\n"
+                     % (below, "" if below == 1 else "s", threshold * 1000))
     stream.write("\n")
+
+
+def _seconds_text(seconds: float) -> str:
+    """Return a duration the way people read it: ``850 us``, ``50.2 ms``, ``1.25 s``."""
+    if seconds >= 1:
+        return "%.3g s" % seconds
+    if seconds >= 1e-3:
+        return "%.3g ms" % (seconds * 1e3)
+    return "%.3g us" % (seconds * 1e6)
 
 
 _TASK_TABLES = (

@@ -414,6 +414,10 @@ def load_stats(path: "os.PathLike[str] | str") -> LineStats:
         data = _lineprof.read_file(path)
     except _lineprof.FormatError as exc:
         _raise_if_pickle(path)
+        if path.endswith((".py", ".pyw")) and "bad magic" in str(exc):
+            cmd = "kernprof -l " + shlex.quote(path)
+            raise LineprofError(f"{path} is a Python script, not a profile: profile it with "
+                                f"{cmd}, then view {shlex.quote(path + '.lprof')}") from None
         raise LineprofError(f"{path}: {exc}") from None
     except OSError as exc:
         raise LineprofError(f"{path}: {exc.strerror or exc}") from None

@@ -19,9 +19,10 @@ import sys
 import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
-from .cli import positive_float, positive_int
+from ._version import __version__
+from .cli import milliseconds, positive_float, positive_int
 from .errors import LineprofError
-from .report import printable, source_line
+from .report import DEFAULT_SLOW, printable, source_line
 from .stats import LineStats, now_entries
 
 __all__ = ["LiveClient", "LiveError", "LiveGone", "main", "now_entries", "render",
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Watch a program that runs under kernprof -l --live ADDR.")
     parser.add_argument("address", metavar="ADDR",
                         help="HOST:PORT, PORT (on 127.0.0.1) or unix:PATH, as given to --live")
+    parser.add_argument("-V", "--version", action="version", version=__version__,
+                        help="print lineprof's version and exit")
     parser.add_argument("--once", action="store_true", help="show one snapshot and exit")
     parser.add_argument("--json", action="store_true",
                         help="with --once: print the snapshot as JSON (format version 1, "
@@ -274,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refresh period (default: 1)")
     parser.add_argument("--top", type=positive_int, default=10, metavar="N",
                         help="rows per table (default: 10)")
-    parser.add_argument("--slow", type=positive_float, default=0.1, metavar="SECONDS",
-                        help="list lines whose Max exceeds this (default: 0.1)")
+    parser.add_argument("--slow", type=milliseconds, default=DEFAULT_SLOW, metavar="MS",
+                        help="list lines whose Max exceeds MS milliseconds, as "
+                             f"python -m lineprof --slow does (default: {DEFAULT_SLOW * 1000:g})")
     parser.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
                         help="give up on an answer after this long (default: 5)")
     return parser

@@ -128,6 +128,7 @@ Lines that held the thread longer than 100 ms (Max):
 ==========================================================
        250.0         3  app.py:7   handler   time.sleep(0.25)
        120.0      5120  app.py:13  worker    return item
+(3 more lines under 100 ms; --slow 0 lists every line)
 
 Tasks:
 Total tasks: 5123 (3 listed one by one, 5120 folded into 1 record)
@@ -166,13 +167,13 @@ def render(stats, **kwargs):
 
 
 def section(out, title):
-    """Return the data rows of the table under the line ``title``."""
+    """Return the data rows of the table under the line ``title`` (not its closing count line)."""
     lines = out.splitlines()
     i = lines.index(title)
     assert lines[i + 1] == "" and lines[i + 3] == "=" * len(lines[i + 2])
     rows = []
     for line in lines[i + 4:]:
-        if not line:
+        if not line or line.startswith("("):
             break
         rows.append(line)
     return rows
@@ -373,9 +374,17 @@ def test_negative_threshold_is_refused(src):
         render(make_stats(src), slow=-1)
 
 
-def test_nothing_written_when_no_line_is_slow(src):
+def test_no_slow_line_says_so_and_names_the_longest(src):
     buf = io.StringIO()
     show_slow_lines(make_stats(src), 0.3, stream=buf)
+    assert buf.getvalue() == (
+        f"No line held its thread longer than 300 ms; the longest Max was 250 ms, "
+        f"{src}:7 in handler (--slow MS lowers the threshold).\n\n")
+
+
+def test_nothing_written_without_a_timed_line():
+    buf = io.StringIO()
+    show_slow_lines(LineStats([], 1e-9), 0.3, stream=buf)
     assert buf.getvalue() == ""
 
 
@@ -409,7 +418,7 @@ def test_cli_shows_slow_lines_by_default(src, fake_files, capsys):
     assert "Tasks:" not in out and "No task data." not in out
     # After the function tables, before nothing else.
     assert out.index(SLOW) > out.index("Function: worker")
-    assert out.endswith("return item\n\n")
+    assert out.endswith("(3 more lines under 100 ms; --slow 0 lists every line)\n\n")
 
 
 def test_cli_slow_threshold_and_no_slow(src, fake_files, capsys):
@@ -417,6 +426,7 @@ def test_cli_slow_threshold_and_no_slow(src, fake_files, capsys):
     assert main(["--slow", "150", "a.lprof"]) == 0
     out = capsys.readouterr().out
     assert len(section(out, "Lines that held the thread longer than 150 ms (Max):")) == 1
+    assert "(4 more lines under 150 ms; --slow 0 lists every line)" in out
     assert main(["--slow", "0", "a.lprof"]) == 0
     assert len(section(capsys.readouterr().out,
                        "Lines by longest single stretch (Max):")) == 5
