@@ -56,8 +56,11 @@ setup(
     version=VERSION,
     description="An asyncio-aware line-level profiler with a C core",
     packages=["lineprof", "kernprof"],
+    package_data={"lineprof": ["rc/lineprof.toml"]},
     ext_modules=[ext],
     python_requires=">=3.8",
+    # TOML configuration files: tomllib is in the standard library from 3.11.
+    install_requires=['tomli>=1.1; python_version < "3.11"'],
     extras_require={"rich": ["rich"], "test": ["pytest"]},
     entry_points={"console_scripts": ["kernprof = kernprof:main"]},
 )

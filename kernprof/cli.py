@@ -153,7 +153,7 @@ def _is_missing_profile(exc: BaseException) -> bool:
 
 def _command(opts: argparse.Namespace) -> list:
     """Return what kernprof was asked to run: the script and its arguments, -m or -c."""
-    if opts.mode == "script":
+    if opts.mode in ("script", "stdin"):
         return [opts.target, *opts.args]
     return [f"-{opts.mode}", opts.target, *opts.args]
 
@@ -278,7 +278,14 @@ def run_main(argv: Optional[Sequence[str]], guard: signals.HeldSignals) -> int:
     caught, the process ends by that signal and this does not return.
     Usage errors raise SystemExit(2).
     """
-    opts = parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except KernprofError as exc:  # a configuration file that cannot be used
+        error(str(exc))
+        return 1
+    if opts.config.ignored:
+        say(sys.stderr, f"{PROG}: warning: {opts.config.where}: lineprof does not support "
+                        f"{', '.join(opts.config.ignored)} yet; ignored")
     if (opts.output_interval is not None or opts.live) and not opts.line_by_line:
         error("-i/--output-interval and --live need -l/--line-by-line")
         return 2

@@ -1,14 +1,20 @@
 """kernprof's command line: its options, parsed as line_profiler 5's kernprof parses them.
 
 ``-m MODULE`` and ``-c CODE`` end the options wherever they stand, as they
-do for ``python``; a bare ``-i`` means one second.
+do for ``python``, and ``-`` reads the script from standard input; a bare
+``-i`` means one second.  Each on/off option also takes ``--no-NAME`` and
+``--NAME=VALUE`` (yes/no, true/false, on/off, 1/0).  Options not given come
+from the configuration file (:mod:`lineprof.config`, table ``kernprof``),
+else from the shipped defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import List, NoReturn, Optional, Sequence, Tuple
+import math
+from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
+from lineprof import config
 from lineprof.cli import positive_float
 
 from .errors import PROG, KernprofError
@@ -21,6 +27,7 @@ def _version() -> str:
 
     return __version__
 
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit 2)."""
 
@@ -28,11 +35,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-
 # Options taking a value, to find where `-m`/`-c` stand among the options.
 _SHORT_WITH_VALUE = set("osu")
 _SHORT_OPTIONAL_VALUE = set("i")
-_LONG_WITH_VALUE = {"--outfile", "--setup", "--unit", "--live"}
+_LONG_WITH_VALUE = {"--outfile", "--setup", "--unit", "--live", "--config"}
 _LONG_OPTIONAL_VALUE = {"--output-interval"}
 
 
@@ -44,10 +50,45 @@ def _is_number(text: str) -> bool:
     return True
 
 
+#: The on/off options (long names): each has --no-NAME and --NAME=VALUE.
+SWITCHES = ("line-by-line", "builtin", "rich", "skip-zero", "summarize", "live-allow-remote")
+
+_TRUE = {"1", "on", "true", "t", "yes", "y"}
+_FALSE = {"", "0", "off", "false", "f", "no", "n"}
+
+
+def boolean(text: str) -> bool:
+    """Return ``text`` read as on or off (case does not matter); raise ValueError otherwise."""
+    key = text.strip().casefold()
+    if key in _TRUE:
+        return True
+    if key in _FALSE:
+        return False
+    raise ValueError(f"expected yes/no, true/false, on/off or 1/0, got {text!r}")
+
+
+def _switch(tok: str) -> str:
+    """Return ``--NAME=VALUE`` of an on/off option as ``--NAME`` or ``--no-NAME``; other words as they are.
+
+    Raises KernprofError for a value that is not on or off.
+    """
+    name, _, value = tok[2:].partition("=")
+    negated = name.startswith("no-") and name[3:] in SWITCHES
+    if not (name in SWITCHES or negated):
+        return tok
+    base = name[3:] if negated else name
+    try:
+        on = boolean(value) != negated
+    except ValueError as exc:
+        raise KernprofError(f"argument --{name}: {exc}") from None
+    return f"--{base}" if on else f"--no-{base}"
+
+
 def _bare_interval(argv: Sequence[str]) -> List[str]:
-    """Return ``argv`` with a bare ``-i`` (no number after it) spelled ``--output-interval=1``.
+    """Return ``argv`` with a bare ``-i`` spelled ``--output-interval=1`` and ``--NAME=VALUE`` switches resolved.
 
     argparse would otherwise take the script's name as the interval.
+    Raises KernprofError for a switch whose value is not on or off.
     """
     out = list(argv)
     i = 0
@@ -55,6 +96,8 @@ def _bare_interval(argv: Sequence[str]) -> List[str]:
         tok = out[i]
         if tok == "--" or tok == "-" or not tok.startswith("-"):
             break
+        if tok.startswith("--") and "=" in tok:
+            out[i] = tok = _switch(tok)
         nxt_is_value = i + 1 < len(out) and _is_number(out[i + 1])
         if tok in ("-i", "--output-interval") and not nxt_is_value:
             out[i] = "--output-interval=1"
@@ -115,39 +158,58 @@ def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, Li
     return None
 
 
+def _add_switch(group: Any, *names: str, help: str) -> None:
+    """Add an on/off option: its names set True, ``--no-<long name>`` sets False; default None."""
+    long = next(n for n in names if n.startswith("--"))
+    dest = long[2:].replace("-", "_")
+    group.add_argument(*names, action="store_const", const=True, default=None, dest=dest,
+                       help=help + f" (--no-{long[2:]}, or {long}=no, turns it off)")
+    group.add_argument(f"--no-{long[2:]}", action="store_const", const=False, dest=dest,
+                       help=argparse.SUPPRESS)
+
+
 def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
-    """Return kernprof's parser; ``with_script=False`` parses only the options before -m/-c."""
+    """Return kernprof's parser; ``with_script=False`` parses only the options before -m/-c.
+
+    Options that a configuration file can set default to None here; see
+    :func:`apply_config`.
+    """
     parser = _Parser(
         prog=PROG, allow_abbrev=False,
-        description="Run and profile a Python script, module (-m) or code string (-c).")
+        description="Run and profile a Python script, module (-m), code string (-c) "
+                    "or a script from standard input (-).")
     parser.add_argument("-V", "--version", action="version", version=_version(),
                         help="print the version and exit")
+    conf = parser.add_mutually_exclusive_group()
+    conf.add_argument("--config", metavar="FILE",
+                      help="read the [tool.lineprof] (or [tool.line_profiler]) tables of "
+                           "this TOML file instead of looking for one (docs/config.md)")
+    conf.add_argument("--no-config", action="store_true",
+                      help="read no configuration file: the defaults and these options only")
     prof = parser.add_argument_group("profiling options")
-    prof.add_argument("-l", "--line-by-line", action="store_true",
-                      help="line-profile the functions decorated with @profile "
-                           "(instead of cProfile); implies --builtin")
-    prof.add_argument("-b", "--builtin", action="store_true",
-                      help="put `profile` in the builtins: @profile, `with profile:`, "
-                           "profile.enable_by_count()/disable_by_count()")
+    _add_switch(prof, "-l", "--line-by-line",
+                help="line-profile the functions decorated with @profile "
+                     "(instead of cProfile); implies --builtin")
+    _add_switch(prof, "-b", "--builtin",
+                help="put `profile` in the builtins: @profile, `with profile:`, "
+                     "profile.enable_by_count()/disable_by_count()")
     prof.add_argument("-s", "--setup", metavar="SETUP",
                       help="Python file to run before the profiled code, outside the profiler")
     out = parser.add_argument_group("output options")
     out.add_argument("-o", "--outfile", metavar="OUTFILE",
                      help="where to save the profile (default: <script>.lprof with -l, "
                           "<script>.prof without)")
-    out.add_argument("-v", "--verbose", "--view", action="count", default=0,
+    out.add_argument("-v", "--verbose", "--view", action="count", default=None,
                      help="show the results after saving them")
     out.add_argument("-q", "--quiet", action="count", default=0,
                      help="print less: once, no 'Wrote profile results' message; "
                           "twice, no stdout; three times, no stderr")
-    out.add_argument("-r", "--rich", action="store_true",
-                     help="syntax-highlighted results with -v (needs the 'rich' package)")
-    out.add_argument("-u", "--unit", type=positive_float, default=DEFAULT_UNIT,
+    _add_switch(out, "-r", "--rich",
+                help="syntax-highlighted results with -v (needs the 'rich' package)")
+    out.add_argument("-u", "--unit", type=positive_float, default=None,
                      help=f"output unit in seconds for -v (default: {DEFAULT_UNIT:g})")
-    out.add_argument("-z", "--skip-zero", action="store_true",
-                     help="with -v, hide functions that were never called")
-    out.add_argument("--summarize", action="store_true",
-                     help="with -v, end with one line of total time per function")
+    _add_switch(out, "-z", "--skip-zero", help="with -v, hide functions that were never called")
+    _add_switch(out, "--summarize", help="with -v, end with one line of total time per function")
     out.add_argument("-i", "--output-interval", type=positive_float, nargs="?", const=1.0,
                      default=None, metavar="SECONDS",
                      help="with -l, rewrite OUTFILE with a snapshot every SECONDS "
@@ -158,23 +220,27 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
                       help="serve live snapshots at ADDR (HOST:PORT, PORT or unix:PATH; "
                            "host defaults to 127.0.0.1; port 0 picks a free one) "
                            "for `python -m lineprof top ADDR`")
-    live.add_argument("--live-allow-remote", action="store_true",
-                      help="allow --live on an address other than loopback (anyone "
-                           "who can reach it can read the profile)")
+    _add_switch(live, "--live-allow-remote",
+                help="allow --live on an address other than loopback (anyone "
+                     "who can reach it can read the profile)")
     if with_script:
-        parser.add_argument("script", nargs="?", metavar='{path/to/script | -m module | -c "code"}',
-                            help="the script, module or code to run")
+        parser.add_argument("script", nargs="?",
+                            metavar='{path/to/script | -m module | -c "code" | -}',
+                            help="the script, module or code to run (-: read the script "
+                                 "from standard input)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     return parser
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Return the options, with ``mode`` ("script", "m" or "c") and ``target`` set.
+    """Return the options, with ``mode`` ("script", "m", "c" or "stdin") and ``target`` set.
 
-    argparse's usage errors raise SystemExit(2).
+    The configuration file fills in what the command line leaves out
+    (:func:`apply_config`).  argparse's usage errors raise SystemExit(2);
+    a bad configuration file raises KernprofError.
     """
-    argv = _bare_interval(argv)
     try:
+        argv = _bare_interval(argv)
         special = split_special(argv)
     except KernprofError as exc:
         build_parser().error(str(exc))
@@ -182,13 +248,44 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser = build_parser()
         opts = parser.parse_args(argv)
         if opts.script is None:
-            parser.error("nothing to run: give a script, -m module or -c code")
-        opts.mode, opts.target = "script", opts.script
+            parser.error("nothing to run: give a script, -m module, -c code or - (stdin)")
+        opts.mode, opts.target = ("stdin" if opts.script == "-" else "script"), opts.script
     else:
         options, flag, value, rest = special
         opts = build_parser(with_script=False).parse_args(options)
         if opts.args:  # cannot happen: split_special stops at the first word
             build_parser().error(f"unexpected arguments before -{flag}: {opts.args}")
         opts.mode, opts.target, opts.args = flag, value, rest
+    apply_config(opts)
     opts.verbosity = opts.verbose - opts.quiet
     return opts
+
+
+def apply_config(opts: argparse.Namespace) -> None:
+    """Fill in the options the command line left out from the configuration file; returns None.
+
+    ``verbose`` adds up: the file's count, then each ``-v``.  Empty strings
+    (``outfile``, ``setup``, ``live``) and an interval of 0 mean "none".
+    Raises KernprofError for a file that cannot be used (see
+    :func:`lineprof.config.load`) or a value out of range.
+    """
+    try:
+        conf = config.load("kernprof", opts.config, enabled=not opts.no_config)
+    except config.ConfigError as exc:
+        raise KernprofError(str(exc)) from None
+    where = conf.where
+    for key, value in conf.values.items():
+        given = getattr(opts, key)
+        if key == "verbose":
+            opts.verbose = value + (given or 0)
+        elif given is None:
+            if value == "" or (key == "output_interval" and value == 0):
+                value = None
+            elif key == "unit" and not (value > 0 and math.isfinite(value)):
+                raise KernprofError(f"{where} unit must be a positive number of seconds, "
+                                    f"got {value!r}")
+            elif key == "output_interval" and not (value > 0 and math.isfinite(value)):
+                raise KernprofError(f"{where} output-interval must be 0 or a positive number "
+                                    f"of seconds, got {value!r}")
+            setattr(opts, key, value)
+    opts.config = conf

@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import importlib.machinery
 import importlib.util
+import linecache
 import os
 import runpy
 import sys
@@ -31,12 +32,14 @@ _RUNPY_FILES = {getattr(runpy, "__file__", None), "<frozen runpy>"}
 
 
 def default_outfile(mode: str, target: str, line_by_line: bool) -> str:
-    """Return kernprof's default output name: ``<script basename>``, the module name or ``kernprof-command``, plus .lprof/.prof."""
+    """Return kernprof's default output name: ``<script basename>``, the module name, ``kernprof-command`` or ``kernprof-stdin``, plus .lprof/.prof."""
     ext = ".lprof" if line_by_line else ".prof"
     if mode == "m":
         base = target
     elif mode == "c":
         base = "kernprof-command"
+    elif mode == "stdin":
+        base = "kernprof-stdin"
     else:
         base = os.path.basename(os.path.normpath(target))
     return base + ext
@@ -135,6 +138,13 @@ def prepare(opts: argparse.Namespace) -> None:
         sys.argv = [opts.target, *opts.args]  # runpy replaces argv[0] with the file
         _set_path0(os.getcwd())
         check_module(opts.target)
+    elif opts.mode == "stdin":
+        sys.argv = ["-", *opts.args]
+        _set_path0("")
+        try:
+            opts.code = sys.stdin.read()
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise KernprofError(f"can't read the script from standard input: {exc}") from None
     else:
         sys.argv = ["-c", *opts.args]
         _set_path0("")
@@ -153,9 +163,19 @@ def run_target(opts: argparse.Namespace) -> None:
         _exec_file(path, module.__dict__)
     elif opts.mode == "m":
         runpy.run_module(opts.target, run_name="__main__", alter_sys=True)
+    elif opts.mode == "stdin":  # as python - runs it
+        module = _main_module(__file__="<stdin>",
+                              __loader__=importlib.machinery.BuiltinImporter)
+        _exec_code(opts.code, "<stdin>", module.__dict__)
     else:
         module = _main_module(__loader__=importlib.machinery.BuiltinImporter)
-        exec(compile(opts.target, "<string>", "exec", dont_inherit=True), module.__dict__)
+        _exec_code(opts.target, "<string>", module.__dict__)
+
+
+def _exec_code(code: str, name: str, namespace: dict) -> None:
+    # linecache holds the code for the run, so -v can show its lines.
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    exec(compile(code, name, "exec", dont_inherit=True), namespace)
 
 
 def find_setup(path: str) -> str:

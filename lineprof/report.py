@@ -151,6 +151,11 @@ def printable(text: str) -> str:
         lambda m: _NAMED_CONTROLS.get(m.group(), "\\x%02x" % ord(m.group())), text)
 
 
+#: Code run from a string (``kernprof -c``, ``kernprof -``): its source is
+#: shown while the run's linecache holds it, as for a notebook cell.
+_IN_MEMORY = ("<string>", "<stdin>")
+
+
 class _NoSource(Exception):
     """A source file that is not shown; ``str()`` says why ("no such file", ...)."""
 
@@ -176,9 +181,12 @@ def _source(filename: str) -> List[str]:
     try:
         st = os.stat(filename)
     except (OSError, ValueError):  # ValueError: a NUL in the name
+        entry = linecache.cache.get(filename)
+        if entry is not None and len(entry) > 2 and (
+                is_generated_code(filename) or filename in _IN_MEMORY):
+            return entry[2]
         if is_generated_code(filename):
-            entry = linecache.cache.get(filename)
-            return entry[2] if entry is not None and len(entry) > 2 else []
+            return []
         raise _NoSource(_NO_FILE) from None
     if not stat.S_ISREG(st.st_mode):
         raise _NoSource(_NOT_REGULAR)

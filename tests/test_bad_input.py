@@ -256,7 +256,7 @@ def test_setup_file_missing(tmp_path):
 def test_nothing_to_run(tmp_path):
     proc = kernprof("-l", cwd=tmp_path)
     assert_one_line(proc, 2, "kernprof: error: nothing to run: give a script, "
-                             "-m module or -c code")
+                             "-m module, -c code or - (stdin)")
 
 
 # -- writing the profile ------------------------------------------------------------------------
