@@ -397,7 +397,8 @@ needs_uvloop = pytest.mark.usefixtures("uvloop_required")
 def child_env(**extra: str) -> Dict[str, str]:
     """Return the environment for a child Python: this checkout first on the path, no profiling flags set."""
     e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
+    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT", "LINEPROF_RC",
+                 "LINE_PROFILER_RC"):
         e.pop(name, None)
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
     e.update(extra)
