@@ -131,10 +131,14 @@ class Run:
         assert rec["last"] <= limit, f"{what}: last {fmt(rec['last'])} > {fmt(limit)}"
 
 
-def check_tasks(tasks: List[Dict[str, Any]]) -> None:
+def check_tasks(tasks: List[Dict[str, Any]], across_threads: float = 0.0) -> None:
     """What holds for every task list: the fields, ids in order of first
     sight, folds shaped as documented, and a task never accumulates more
-    time + await than the span between its first and last sight."""
+    time + await than the span between its first and last sight.
+
+    ``across_threads`` (seconds): with tasks on several threads, two first
+    seen that close together may be numbered either way (docs/asyncio.md).
+    """
     ids = []
     for t in tasks:
         assert set(t) == TASK_KEYS, t
@@ -151,8 +155,9 @@ def check_tasks(tasks: List[Dict[str, Any]]) -> None:
             f"between its first and last sight")
     ids.sort()
     assert len({i for i, _ in ids}) == len(ids), f"duplicate task ids: {ids}"
-    firsts = [f for _, f in ids]
-    assert firsts == sorted(firsts), f"ids are not in order of first sight: {ids}"
+    slack = ns(across_threads)
+    for (_, a), (_, b) in zip(ids, ids[1:]):
+        assert b >= a - slack, f"ids are not in order of first sight: {ids}"
 
 
 def assert_between(got_ns: int, lo_s: float, hi_s: float, what: str) -> None:
@@ -993,7 +998,7 @@ def test_threads_with_and_without_loops():
         assert_between(t["time"] + t["await"], life, life + 0.05, f"{name}: time + await")
         r.first_before(t, lg["first"], name)
         r.last_after(t, lg["last"], name)
-    check_tasks(r.tasks)
+    check_tasks(r.tasks, across_threads=0.05)
 
 
 # -- JSON ----------------------------------------------------------------------------------
