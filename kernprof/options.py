@@ -15,7 +15,7 @@ import math
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
 from lineprof import config
-from lineprof.cli import positive_float
+from lineprof.cli import add_switch, positive_float, resolve_switch
 
 from .errors import PROG, KernprofError
 
@@ -50,38 +50,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
-#: The on/off options (long names): each has --no-NAME and --NAME=VALUE.
+#: kernprof's on/off options (long names): each has --no-NAME and --NAME=VALUE.
 SWITCHES = ("line-by-line", "builtin", "rich", "skip-zero", "summarize", "live-allow-remote")
-
-_TRUE = {"1", "on", "true", "t", "yes", "y"}
-_FALSE = {"", "0", "off", "false", "f", "no", "n"}
-
-
-def boolean(text: str) -> bool:
-    """Return ``text`` read as on or off (case does not matter); raise ValueError otherwise."""
-    key = text.strip().casefold()
-    if key in _TRUE:
-        return True
-    if key in _FALSE:
-        return False
-    raise ValueError(f"expected yes/no, true/false, on/off or 1/0, got {text!r}")
 
 
 def _switch(tok: str) -> str:
-    """Return ``--NAME=VALUE`` of an on/off option as ``--NAME`` or ``--no-NAME``; other words as they are.
-
-    Raises KernprofError for a value that is not on or off.
-    """
-    name, _, value = tok[2:].partition("=")
-    negated = name.startswith("no-") and name[3:] in SWITCHES
-    if not (name in SWITCHES or negated):
-        return tok
-    base = name[3:] if negated else name
     try:
-        on = boolean(value) != negated
+        return resolve_switch(tok, SWITCHES)
     except ValueError as exc:
-        raise KernprofError(f"argument --{name}: {exc}") from None
-    return f"--{base}" if on else f"--no-{base}"
+        raise KernprofError(str(exc)) from None
 
 
 def _bare_interval(argv: Sequence[str]) -> List[str]:
@@ -158,16 +135,6 @@ def split_special(argv: Sequence[str]) -> Optional[Tuple[List[str], str, str, Li
     return None
 
 
-def _add_switch(group: Any, *names: str, help: str) -> None:
-    """Add an on/off option: its names set True, ``--no-<long name>`` sets False; default None."""
-    long = next(n for n in names if n.startswith("--"))
-    dest = long[2:].replace("-", "_")
-    group.add_argument(*names, action="store_const", const=True, default=None, dest=dest,
-                       help=help + f" (--no-{long[2:]}, or {long}=no, turns it off)")
-    group.add_argument(f"--no-{long[2:]}", action="store_const", const=False, dest=dest,
-                       help=argparse.SUPPRESS)
-
-
 def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
     """Return kernprof's parser; ``with_script=False`` parses only the options before -m/-c.
 
@@ -187,10 +154,10 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
     conf.add_argument("--no-config", action="store_true",
                       help="read no configuration file: the defaults and these options only")
     prof = parser.add_argument_group("profiling options")
-    _add_switch(prof, "-l", "--line-by-line",
+    add_switch(prof, "-l", "--line-by-line",
                 help="line-profile the functions decorated with @profile "
                      "(instead of cProfile); implies --builtin")
-    _add_switch(prof, "-b", "--builtin",
+    add_switch(prof, "-b", "--builtin",
                 help="put `profile` in the builtins: @profile, `with profile:`, "
                      "profile.enable_by_count()/disable_by_count()")
     prof.add_argument("-s", "--setup", metavar="SETUP",
@@ -204,12 +171,12 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="count", default=0,
                      help="print less: once, no 'Wrote profile results' message; "
                           "twice, no stdout; three times, no stderr")
-    _add_switch(out, "-r", "--rich",
+    add_switch(out, "-r", "--rich",
                 help="syntax-highlighted results with -v (needs the 'rich' package)")
     out.add_argument("-u", "--unit", type=positive_float, default=None,
                      help=f"output unit in seconds for -v (default: {DEFAULT_UNIT:g})")
-    _add_switch(out, "-z", "--skip-zero", help="with -v, hide functions that were never called")
-    _add_switch(out, "--summarize", help="with -v, end with one line of total time per function")
+    add_switch(out, "-z", "--skip-zero", help="with -v, hide functions that were never called")
+    add_switch(out, "--summarize", help="with -v, end with one line of total time per function")
     out.add_argument("-i", "--output-interval", type=positive_float, nargs="?", const=1.0,
                      default=None, metavar="SECONDS",
                      help="with -l, rewrite OUTFILE with a snapshot every SECONDS "
@@ -220,7 +187,7 @@ def build_parser(with_script: bool = True) -> argparse.ArgumentParser:
                       help="serve live snapshots at ADDR (HOST:PORT, PORT or unix:PATH; "
                            "host defaults to 127.0.0.1; port 0 picks a free one) "
                            "for `python -m lineprof top ADDR`")
-    _add_switch(live, "--live-allow-remote",
+    add_switch(live, "--live-allow-remote",
                 help="allow --live on an address other than loopback (anyone "
                      "who can reach it can read the profile)")
     if with_script:

@@ -18,9 +18,9 @@ cd "$out"
 "$venv/bin/kernprof" -l -v "$ROOT/examples/sync_example.py"
 "$venv/bin/kernprof" -l -v "$ROOT/examples/async_example.py"
 echo
-echo "== timeout -s INT 3s kernprof -l examples/mayhem.py; python -m lineprof -t --top 5 mayhem.py.lprof"
+echo "== timeout -s INT 3s kernprof -l examples/mayhem.py; python -m lineprof --tasks --top 5 mayhem.py.lprof"
 timeout -s INT 3s "$venv/bin/kernprof" -l "$ROOT/examples/mayhem.py" >/dev/null 2>&1 || true
-"$venv/bin/python" -m lineprof -t --top 5 mayhem.py.lprof | tail -40
+"$venv/bin/python" -m lineprof --tasks --top 5 mayhem.py.lprof | tail -40
 echo
 echo "== kernprof -l -i 0.5 --live unix:SOCK examples/stuck.py; python -m lineprof top --once unix:SOCK (while its loop is blocked)"
 sock="$out/stuck.sock"

@@ -219,3 +219,54 @@ def test_script_from_standard_input(project):
     stats = lineprof.load_stats(str(project / "kernprof-stdin.lprof"))
     hits = {f.name: sum(r.hits for r in f.lines.values()) for f in stats.functions}
     assert hits == {"called": 1, "never": 0}
+
+
+VIEWED = """\
+    def called():
+        return 1
+
+    def never():
+        return 2
+
+    called()
+"""
+
+
+@pytest.fixture
+def profile_file(project):
+    """A profile of VIEWED: called() run once, never() registered but not run."""
+    (project / "v.py").write_text(textwrap.dedent(VIEWED).replace("def ", "@profile\ndef "))
+    assert kernprof(project, "-l", "-q", "--no-config", "v.py").returncode == 0
+    return project / "v.py.lprof"
+
+
+def view(cwd, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "lineprof", *args], cwd=cwd,
+                          env=env or child_env(), capture_output=True, text=True, timeout=60)
+
+
+def test_viewer_reads_the_cli_table(project, profile_file):
+    write(project / "pyproject.toml", """\
+        [tool.line_profiler.cli]
+        unit = 1e-3
+        skip-zero = true
+        summarize = true
+    """)
+    out = view(project, str(profile_file))
+    assert out.returncode == 0, out.stderr
+    assert "Timer unit: 0.001 s" in out.stdout and "Function: never" not in out.stdout
+    assert " - called" in out.stdout  # the summary line
+    # Flags win: line_profiler's short ones, with line_profiler's meaning.
+    out = view(project, "--no-skip-zero", "-u", "1", str(profile_file))
+    assert "Timer unit: 1 s" in out.stdout and "Function: never" in out.stdout
+    out = view(project, "--no-config", str(profile_file))
+    assert "Timer unit: 1e-06 s" in out.stdout and " - called" not in out.stdout
+
+
+def test_viewer_short_flags_mean_what_they_mean_in_line_profiler(project, profile_file):
+    out = view(project, "-mz", str(profile_file))  # -m summarize, -z skip zero
+    assert out.returncode == 0, out.stderr
+    assert "Function: never" not in out.stdout and " - called" in out.stdout
+    bad = view(project, "-c", "missing.toml", str(profile_file))
+    assert bad.returncode == 1
+    assert bad.stderr == f"lineprof: {project / 'missing.toml'}: no such configuration file\n"

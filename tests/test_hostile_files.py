@@ -330,7 +330,7 @@ def _source_profile(path):
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "fifo", "directory", "huge",
                                   "many-lines"])
-@pytest.mark.parametrize("flags", [(), ("--summarize", "-t", "-m", "--slow", "0"), ("-r",)],
+@pytest.mark.parametrize("flags", [(), ("--summarize", "--tasks", "--max", "--slow", "0"), ("-r",)],
                          ids=["plain", "sections", "rich"])
 def test_source_is_not_a_regular_file(tmp_path, kind, flags):
     if "-r" in flags and not has_rich:
@@ -368,8 +368,8 @@ def _evil_profile(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [
-    (), ("--summarize",), ("-t",), ("-m", "--slow", "0"), ("--summarize", "-t", "-s", "-z"),
-    ("-r",), ("-r", "--summarize", "-t"),
+    (), ("--summarize",), ("--tasks",), ("--max", "--slow", "0"),
+    ("--summarize", "--tasks", "-s", "-z"), ("-r",), ("-r", "--summarize", "--tasks"),
 ])
 def test_control_characters_are_escaped(tmp_path, flags):
     if "-r" in flags and not has_rich:
@@ -387,7 +387,7 @@ def test_control_characters_are_escaped(tmp_path, flags):
         assert SOURCE_EVIL_SHOWN in text
     if "--summarize" in flags:
         assert f"seconds - src\\x1b[2J.py:1 - f{EVIL_SHOWN}" in text
-    if "-t" in flags:
+    if "--tasks" in flags:
         assert f"Task{EVIL_SHOWN}" in text and f"main{EVIL_SHOWN}" in text
 
 

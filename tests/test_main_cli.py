@@ -121,7 +121,7 @@ def test_report_of_one_file(profiles, workmod, capsys):
 
 
 def test_subprocess_report_and_options(profiles):
-    proc = run_cli("-u", "1", "-z", "--summarize", "-s", "-m", "-t", profiles[0])
+    proc = run_cli("-u", "1", "-z", "--summarize", "-s", "--max", "--tasks", profiles[0])
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("Timer unit: 1 s\n")

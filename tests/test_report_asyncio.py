@@ -439,7 +439,7 @@ def test_cli_slow_threshold_and_no_slow(src, fake_files, capsys):
 
 def test_cli_slow_lines_with_summary_and_tasks(src, fake_files, capsys):
     fake_files["a.lprof"] = make_stats(src)
-    assert main(["-u", "0.001", "--summarize", "-t", "--top", "2", "a.lprof"]) == 0
+    assert main(["-u", "0.001", "--summarize", "--tasks", "--top", "2", "a.lprof"]) == 0
     out = capsys.readouterr().out
     assert out.index(SLOW) < out.index(" seconds - ") < out.index("\nTasks:\n")
     assert len(section(out, WALL.format(n=2))) == 2
@@ -452,7 +452,7 @@ def test_cli_tasks_of_two_merged_files(src, fake_files, capsys):
     second.functions[0].lines[7] = LineRecord(6, 800 * MS, 0, 400 * MS)
     second.tasks = second.tasks[:2]  # Task-1 and handler-a, ids 1 and 2
     fake_files["b.lprof"] = second
-    assert main(["-t", "--top", "6", "a.lprof", "b.lprof"]) == 0
+    assert main(["--tasks", "--top", "6", "a.lprof", "b.lprof"]) == 0
     out = capsys.readouterr().out
     assert "Total tasks: 5125 (5 listed one by one, 5120 folded into 1 record)" in out
     # b's ids follow a's largest id, 3.
@@ -464,7 +464,7 @@ def test_cli_tasks_of_two_merged_files(src, fake_files, capsys):
 
 def test_cli_json_keeps_task_fields(src, fake_files, capsys):
     fake_files["a.lprof"] = make_stats(src)
-    assert main(["--json", "-t", "--slow", "0", "a.lprof"]) == 0
+    assert main(["--json", "--tasks", "--slow", "0", "a.lprof"]) == 0
     doc = json.loads(capsys.readouterr().out)
     with open(SCHEMA_PATH) as f:
         validate(doc, json.load(f))
@@ -557,7 +557,7 @@ def test_cli_on_a_real_asyncio_profile(tmp_path):
     out_file = tmp_path / "e2e.lprof"
     prof.dump(str(out_file))
 
-    proc = run_cli("-t", "--slow", "0", str(out_file))
+    proc = run_cli("--tasks", "--slow", "0", str(out_file))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     out = proc.stdout
