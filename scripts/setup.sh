@@ -35,9 +35,11 @@ for v in $PYTHONS; do
   # shadow ours in the venv (tests/conftest.py: import_line_profiler).
   lp_dir="$ROOT/.venv/$v-line_profiler"
   # (It needs Python 3.10+; the tests that compare with it say so on 3.8/3.9.)
-  if [ ! -d "$lp_dir/line_profiler" ] && "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+  # Its own dependencies (typing_extensions) go into the same folder.
+  if [ ! -f "$lp_dir/typing_extensions.py" ] && "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    rm -rf "$lp_dir"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-      --no-deps --target "$lp_dir" "line_profiler==5.1.0"
+      --target "$lp_dir" "line_profiler==5.1.0"
   fi
   # Editable: each Python puts its own _lineprof.cpython-3XX*.so in lineprof/.
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
