@@ -403,3 +403,69 @@ def child_env(**extra: str) -> Dict[str, str]:
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
     e.update(extra)
     return e
+
+
+# -- python -m lineprof under a memory limit, with its peak RSS ---------------------------
+
+#: The address-space limit hostile-input runs get (RLIMIT_AS).
+MEMORY_LIMIT = 1 << 30
+
+# ``python -m lineprof ARGS`` (runpy does what -m does), then the process's
+# peak RSS since exec (VmHWM) to the file named by $LINEPROF_TEST_HWM.  The
+# rusage of wait4 would not do: a forked child's ru_maxrss counts the
+# parent's pages it shared before exec, here all of pytest's.
+RUN_LINEPROF = """\
+import os, runpy
+try:
+    runpy.run_module("lineprof", run_name="__main__", alter_sys=True)
+finally:
+    try:
+        with open("/proc/self/status") as status, open(os.environ["LINEPROF_TEST_HWM"], "w") as f:
+            f.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    except OSError:  # no /proc here
+        pass
+"""
+
+
+def _limit_memory() -> None:
+    # preexec_fn: runs in the child between fork and exec.
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_lineprof_limited(args: Any, cwd: Any = None, timeout: float = 30.0,
+                         **env: str) -> Tuple[Optional[int], bytes, str, float, Optional[float]]:
+    """Run ``python -m lineprof ARGS`` under :data:`MEMORY_LIMIT`, killed at ``timeout``.
+
+    Returns (exit status, stdout, stderr as text, seconds, peak RSS in MiB
+    or None where it could not be read: killed, or no /proc).
+    """
+    import subprocess
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as scratch:
+        hwm = os.path.join(scratch, "hwm")
+        with open(os.path.join(scratch, "out"), "w+b") as out, \
+                open(os.path.join(scratch, "err"), "w+b") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-c", RUN_LINEPROF, *args], cwd=cwd,
+                                    env=child_env(LINEPROF_TEST_HWM=hwm, **env),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    preexec_fn=_limit_memory)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            seconds = time.monotonic() - start
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read().decode("utf-8", "replace")
+        try:
+            with open(hwm) as f:
+                rss: Optional[float] = int(f.read()) / 1024
+        except (OSError, ValueError):
+            rss = None
+    return proc.returncode, stdout, stderr, seconds, rss

@@ -19,19 +19,17 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 import zlib
 
 import pytest
+
+from conftest import run_lineprof_limited
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +40,6 @@ pytestmark = [
 ]
 
 #: The child's address space: far below what the unfixed viewer wanted.
-MEMORY_LIMIT = 1 << 30
 #: Peak resident memory allowed to the child, in MiB (a bare run takes ~30).
 MAX_RSS_MB = 150
 #: The child is killed after this long; it must finish well before.
@@ -107,37 +104,6 @@ def profile(*sections):
 
 # -- running the commands under limits ------------------------------------------------------------
 
-def _env():
-    env = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        env.pop(name, None)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["COLUMNS"] = "100"
-    return env
-
-
-def _limit_memory():
-    # preexec_fn: runs in the child between fork and exec.
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-
-# ``python -m lineprof ARGS`` (runpy does what -m does), then the process's
-# peak RSS since exec (VmHWM) to the file named by $LINEPROF_TEST_HWM.  The
-# rusage of wait4 would not do: a forked child's ru_maxrss counts the
-# parent's pages it shared before exec, here all of pytest's.
-RUN_LINEPROF = """\
-import os, runpy
-try:
-    runpy.run_module("lineprof", run_name="__main__", alter_sys=True)
-finally:
-    try:
-        with open("/proc/self/status") as status, open(os.environ["LINEPROF_TEST_HWM"], "w") as f:
-            f.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
-    except OSError:  # no /proc here
-        pass
-"""
-
-
 class Result:
     def __init__(self, status, stdout, stderr, seconds, rss_mb):
         self.returncode, self.stdout, self.stderr = status, stdout, stderr
@@ -158,30 +124,9 @@ def lineprof_limited(*args, cwd, timeout=TIMEOUT):
     The child is killed at ``timeout``; its peak RSS is NaN then (or where
     there is no /proc).
     """
-    with tempfile.TemporaryDirectory() as scratch:
-        hwm = os.path.join(scratch, "hwm")
-        env = dict(_env(), LINEPROF_TEST_HWM=hwm)
-        with open(os.path.join(scratch, "out"), "w+b") as out, \
-                open(os.path.join(scratch, "err"), "w+b") as err:
-            start = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-c", RUN_LINEPROF, *args], cwd=cwd,
-                                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    preexec_fn=_limit_memory)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            seconds = time.monotonic() - start
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read(), err.read().decode("utf-8", "replace")
-        try:
-            with open(hwm) as f:
-                rss_mb = int(f.read()) / 1024
-        except (OSError, ValueError):
-            rss_mb = math.nan
-    return Result(proc.returncode, stdout, stderr, seconds, rss_mb)
+    code, stdout, stderr, seconds, rss = run_lineprof_limited(args, cwd=cwd, timeout=timeout,
+                                                              COLUMNS="100")
+    return Result(code, stdout, stderr, seconds, math.nan if rss is None else rss)
 
 
 def assert_quick_and_small(res):

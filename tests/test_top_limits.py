@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import resource
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 
 import pytest
+
+from conftest import run_lineprof_limited
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +30,6 @@ pytestmark = [
                        reason="POSIX only"),
 ]
 
-MEMORY_LIMIT = 1 << 30
 MAX_RSS_MB = 150
 TIMEOUT = 30.0
 FAST = 10.0
@@ -47,57 +44,14 @@ def sockdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-
-# ``python -m lineprof ARGS`` (runpy does what -m does), then the process's
-# peak RSS since exec (VmHWM) to $LINEPROF_TEST_HWM: a forked child's
-# ru_maxrss would count the pages it shared with pytest before exec.
-RUN_LINEPROF = """\
-import os, runpy
-try:
-    runpy.run_module("lineprof", run_name="__main__", alter_sys=True)
-finally:
-    try:
-        with open("/proc/self/status") as status, open(os.environ["LINEPROF_TEST_HWM"], "w") as f:
-            f.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
-    except OSError:  # no /proc here
-        pass
-"""
-
-
 def top_limited(*args):
     """Run ``python -m lineprof top ARGS`` under the memory limit.
 
     Returns (exit status, stderr lines, seconds, peak RSS in MiB or 0
     where there is no /proc); the child is killed after TIMEOUT.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("LINEPROF", None)
-    with tempfile.TemporaryDirectory() as scratch:
-        env["LINEPROF_TEST_HWM"] = hwm = os.path.join(scratch, "hwm")
-        with open(os.path.join(scratch, "err"), "w+b") as err:
-            start = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-c", RUN_LINEPROF, "top", *args],
-                                    env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err,
-                                    preexec_fn=_limit_memory)
-            try:
-                proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            seconds = time.monotonic() - start
-            err.seek(0)
-            lines = err.read().decode("utf-8", "replace").splitlines()
-        try:
-            with open(hwm) as f:
-                rss = int(f.read()) / 1024
-        except (OSError, ValueError):
-            rss = 0.0
-    return proc.returncode, lines, seconds, rss
+    code, _, stderr, seconds, rss = run_lineprof_limited(["top", *args], timeout=TIMEOUT)
+    return code, stderr.splitlines(), seconds, 0.0 if rss is None else rss
 
 
 def serve(path, header, send=1 << 40, stall=False):
