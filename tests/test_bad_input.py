@@ -30,6 +30,8 @@ import zlib
 
 import pytest
 
+from conftest import child_env as env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 needs_extension = pytest.mark.skipif(
@@ -42,14 +44,6 @@ OUR_PATHS = (os.path.join(ROOT, "lineprof") + os.sep, os.path.join(ROOT, "kernpr
 
 
 # -- running the commands -------------------------------------------------------------------
-
-def env():
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
 
 def run(args, cwd, preexec_fn=None):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,

@@ -17,6 +17,8 @@ import textwrap
 
 import pytest
 
+from conftest import child_env as env
+
 from kernprof import split_special
 from lineprof.stats import load_stats
 
@@ -39,15 +41,6 @@ WHOAMI = textwrap.dedent('''\
         "package": __package__, "is_main": sys.modules["__main__"].__dict__ is globals(),
     }))
 ''')
-
-
-def env(**extra):
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    e.update(extra)
-    return e
 
 
 def run(args, cwd, **extra_env):

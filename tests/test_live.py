@@ -21,9 +21,10 @@ import tempfile
 import textwrap
 import threading
 import time
-from typing import Any, Dict, List, Optional
 
 import pytest
+
+from conftest import child_env as _env
 
 import lineprof
 from lineprof.stats import load_stats
@@ -41,13 +42,6 @@ def sockdir():
     d = tempfile.mkdtemp(prefix="lp", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def _env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("LINEPROF", None)
-    return env
 
 
 def spawn(tmp_path, source: str, *flags: str, name: str = "app.py") -> subprocess.Popen:

@@ -24,7 +24,7 @@ import lineprof
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "mayhem.py")
 
-from conftest import needs_uvloop  # noqa: E402
+from conftest import child_env, needs_uvloop  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals only")
 
@@ -51,10 +51,9 @@ mayhem = _mayhem()
 
 
 def env(**extra: str) -> Dict[str, str]:
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT", "MAYHEM_SEED", "MAYHEM_UVLOOP"):
+    e = child_env()
+    for name in ("MAYHEM_SEED", "MAYHEM_UVLOOP"):
         e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
     e.update(extra)
     return e
 

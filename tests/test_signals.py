@@ -21,12 +21,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import pytest
 
 import lineprof
-from conftest import require
+from conftest import child_env, require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGINT = int(signal.SIGINT)
@@ -40,12 +40,7 @@ TIMEOUT = 8.0
 
 
 def env() -> Dict[str, str]:
-    e = dict(os.environ)
-    for name in ("LINEPROF", "LINE_PROFILE", "LINEPROF_OUTPUT"):
-        e.pop(name, None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    e["PYTHONUNBUFFERED"] = "1"
-    return e
+    return child_env(PYTHONUNBUFFERED="1")
 
 
 def _default_signals() -> None:
