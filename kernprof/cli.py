@@ -124,7 +124,6 @@ def _profile_and_report(opts: argparse.Namespace, guard: signals.HeldSignals) ->
                     except (KeyboardInterrupt, signals.Terminated) as exc:  # a signal while showing
                         outcome = signals.stronger(outcome, exc)
     finally:
-        guard.release()
         held.release()
         signals.uninstall_fatal()
 
@@ -283,9 +282,8 @@ def run_main(argv: Optional[Sequence[str]], guard: signals.HeldSignals) -> int:
     except KernprofError as exc:  # a configuration file that cannot be used
         error(str(exc))
         return 1
-    if opts.config.ignored:
-        say(sys.stderr, f"{PROG}: warning: {opts.config.where}: lineprof does not support "
-                        f"{', '.join(opts.config.ignored)} yet; ignored")
+    if opts.config.warning():
+        say(sys.stderr, f"{PROG}: warning: {opts.config.warning()}")
     if (opts.output_interval is not None or opts.live) and not opts.line_by_line:
         error("-i/--output-interval and --live need -l/--line-by-line")
         return 2

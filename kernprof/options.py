@@ -11,7 +11,6 @@ else from the shipped defaults.
 from __future__ import annotations
 
 import argparse
-import math
 from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from lineprof import config
@@ -234,25 +233,17 @@ def apply_config(opts: argparse.Namespace) -> None:
     ``verbose`` adds up: the file's count, then each ``-v``.  Empty strings
     (``outfile``, ``setup``, ``live``) and an interval of 0 mean "none".
     Raises KernprofError for a file that cannot be used (see
-    :func:`lineprof.config.load`) or a value out of range.
+    :func:`lineprof.config.load`).
     """
     try:
         conf = config.load("kernprof", opts.config, enabled=not opts.no_config)
     except config.ConfigError as exc:
         raise KernprofError(str(exc)) from None
-    where = conf.where
     for key, value in conf.values.items():
         given = getattr(opts, key)
         if key == "verbose":
             opts.verbose = value + (given or 0)
         elif given is None:
-            if value == "" or (key == "output_interval" and value == 0):
-                value = None
-            elif key == "unit" and not (value > 0 and math.isfinite(value)):
-                raise KernprofError(f"{where} unit must be a positive number of seconds, "
-                                    f"got {value!r}")
-            elif key == "output_interval" and not (value > 0 and math.isfinite(value)):
-                raise KernprofError(f"{where} output-interval must be 0 or a positive number "
-                                    f"of seconds, got {value!r}")
-            setattr(opts, key, value)
+            none = value == "" or (key == "output_interval" and value == 0)
+            setattr(opts, key, None if none else value)
     opts.config = conf

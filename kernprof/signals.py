@@ -191,9 +191,8 @@ class HeldSignals:
         default action gets kernprof's handler (:func:`install_fatal`), any
         other its previous handler.  ``received`` is kept.
         """
-        defaults = dict(self._saved)
-        install_fatal(defaults)  # replaces our noting handlers where the saved one was SIG_DFL
-        for signum, previous in list(self._saved.items()):
+        install_fatal(self._saved)  # over our noting handlers where the saved one was SIG_DFL
+        for signum, previous in self._saved.items():
             with contextlib.suppress(OSError, ValueError, TypeError):
                 if signal.getsignal(signum) == self._note:
                     signal.signal(signum, previous)

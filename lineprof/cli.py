@@ -170,13 +170,9 @@ def _apply_config(args: argparse.Namespace) -> None:
     conf = config.load("cli", args.config, enabled=not args.no_config)
     for key, value in conf.values.items():
         if getattr(args, key) is None:
-            if key == "unit" and not (value > 0 and math.isfinite(value)):
-                raise LineprofError(f"{conf.where} unit must be a positive number of seconds, "
-                                    f"got {value!r}")
             setattr(args, key, value)
-    if conf.ignored:
-        print(f"{PROG}: warning: {conf.where}: lineprof does not support "
-              f"{', '.join(conf.ignored)} yet; ignored", file=sys.stderr)
+    if conf.warning():
+        print(f"{PROG}: warning: {conf.warning()}", file=sys.stderr)
 
 
 def _error(message: str) -> None:

@@ -20,6 +20,7 @@ line_profiler does.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -63,6 +64,12 @@ class Config:
         self.ignored = ignored
         self.where = where
 
+    def warning(self) -> Optional[str]:
+        """Return the line that names the ``ignored`` keys, or None when there are none."""
+        if not self.ignored:
+            return None
+        return f"{self.where}: lineprof does not support {', '.join(self.ignored)} yet; ignored"
+
 
 def _read(path: str) -> Dict[str, Any]:
     with open(path, "rb") as f:
@@ -101,6 +108,14 @@ def _fits(default: Any, value: Any) -> bool:
     return type(value) is type(default)
 
 
+#: What a number must be beyond its type, by key.
+_RANGES = {
+    "unit": (lambda v: v > 0 and math.isfinite(v), "a positive number of seconds"),
+    "output-interval": (lambda v: v >= 0 and math.isfinite(v),
+                        "0 or a positive number of seconds"),
+}
+
+
 def find(explicit: Optional[str] = None) -> Tuple[Optional[str], bool]:
     """Return ``(path, named)``: the configuration file to read, and whether it was named.
 
@@ -135,8 +150,8 @@ def load(table: str, explicit: Optional[str] = None, enabled: bool = True) -> Co
     ``explicit`` is ``--config FILE``; ``enabled=False`` (``--no-config``)
     gives the defaults alone.  Raises :class:`ConfigError` for a named file
     that cannot be read or is not TOML, and for any file whose tables or
-    keys have the wrong type or whose ``[tool.lineprof]`` has a key that
-    does not exist.
+    keys have the wrong type or range, or whose ``[tool.lineprof]`` has a
+    key that does not exist.
     """
     base = defaults()[table]
     values = {key.replace("-", "_"): value for key, value in base.items()}
@@ -178,6 +193,9 @@ def load(table: str, explicit: Optional[str] = None, enabled: bool = True) -> Co
         if not _fits(base[key], value):
             raise ConfigError(f"{path}: {where} {key} must be {_type_name(base[key])}, "
                               f"not {_type_name(value)} ({value!r})")
+        in_range, wanted = _RANGES.get(key, (None, ""))
+        if in_range is not None and not in_range(value):
+            raise ConfigError(f"{path}: {where} {key} must be {wanted}, got {value!r}")
         values[key.replace("-", "_")] = value
         given.append(key.replace("-", "_"))
     return Config(values, given, path, ignored, f"{path}: {where}")
